@@ -1,0 +1,121 @@
+# ngx_http_apikey_module
+#
+#   make              build the module (.so) and apikeyctl
+#   make test         build, then run every test in t/ with prove
+#   make demo         serve a key-protected location on 127.0.0.1:8080
+#   make bench        benchmarks against the alternatives (bench/)
+#   make lint         style checks and cppcheck
+#   make install      install the module, apikeyctl and its man page
+#
+# NGINX_SRC=/path/to/nginx make   builds against that nginx source tree
+# (configured --with-compat) instead of Debian's nginx-dev.
+
+SHELL =         /bin/bash
+
+CC ?=           cc
+CFLAGS ?=       -O2 -g
+WARN =          -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
+NGINX ?=        /usr/sbin/nginx
+NGINX_SRC ?=
+NGINX_DEV =     /usr/share/nginx/src
+PREFIX ?=       /usr/local
+MODULES_DIR ?=  /usr/lib/nginx/modules
+
+B =             build
+CORE_DIR =      ngx_http_apikey_module
+CORE_SRC =      $(CORE_DIR)/apikey_core.c
+CORE_DEPS =     $(CORE_SRC) $(CORE_DIR)/apikey_core.h
+MODULE_SRCS =   $(CORE_DEPS) $(CORE_DIR)/ngx_http_apikey_module.c config
+CTL_LIBS =      -llmdb -lsodium -ljansson -lcsv -lz
+
+MODULE =        $(B)/ngx_http_apikey_module.so
+APIKEYCTL =     $(B)/apikeyctl
+CORE_TEST =     $(B)/core_test
+
+
+.PHONY: all deps deps-test deps-bench module test demo bench bench-quick \
+        lint install clean
+
+all: deps $(MODULE) $(APIKEYCTL)
+
+deps:
+	@tools/deps.sh build
+
+deps-test:
+	@tools/deps.sh test
+
+deps-bench:
+	@tools/deps.sh bench
+
+
+ifeq ($(NGINX_SRC),)
+
+# Debian's nginx-dev ships the configured headers of the installed nginx;
+# copy the tree (it is read-only) and configure it with the same flags.
+
+$(B)/nginx/Makefile: config | deps
+	rm -rf $(B)/nginx
+	mkdir -p $(B)
+	cp -r $(NGINX_DEV) $(B)/nginx
+	cd $(B)/nginx && source ./conf_flags \
+	    && ./configure "$${NGX_CONF_FLAGS[@]}" \
+	        --add-dynamic-module=$(CURDIR) > configure.log \
+	    || { cat configure.log; exit 1; }
+
+$(MODULE): $(B)/nginx/Makefile $(MODULE_SRCS)
+	$(MAKE) -C $(B)/nginx -f objs/Makefile modules
+	cp $(B)/nginx/objs/ngx_http_apikey_module.so $@
+
+else
+
+$(MODULE): $(MODULE_SRCS) | deps
+	cd $(NGINX_SRC) && ./configure --with-compat \
+	    --add-dynamic-module=$(CURDIR)
+	$(MAKE) -C $(NGINX_SRC) modules
+	mkdir -p $(B)
+	cp $(NGINX_SRC)/objs/ngx_http_apikey_module.so $@
+
+endif
+
+module: $(MODULE)
+
+
+$(APIKEYCTL): tools/apikeyctl.c $(CORE_DEPS) | deps
+	mkdir -p $(B)
+	$(CC) $(CFLAGS) $(WARN) -I$(CORE_DIR) -o $@ tools/apikeyctl.c \
+	    $(CORE_SRC) $(CTL_LIBS)
+
+# the unit tests run under AddressSanitizer and UBSan: the record
+# decoder is fed hostile bytes
+
+$(CORE_TEST): t/unit/core_test.c $(CORE_DEPS) | deps-test
+	mkdir -p $(B)
+	$(CC) -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer \
+	    $(WARN) -I$(CORE_DIR) -o $@ t/unit/core_test.c $(CORE_SRC) \
+	    -llmdb -lsodium -lz -lcmocka
+
+
+test: deps-test all $(CORE_TEST)
+	APIKEY_BUILD=$(CURDIR)/$(B) NGINX=$(NGINX) prove -r -I t/lib t/
+
+demo: all
+	tools/demo.sh
+
+bench: deps-bench all
+	bench/run.sh
+
+bench-quick: deps-bench all
+	bench/run.sh --quick
+
+lint:
+	tools/lint.sh
+
+install: all
+	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(PREFIX)/sbin \
+	    $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 $(MODULE) $(DESTDIR)$(MODULES_DIR)/
+	install -m 0755 $(APIKEYCTL) $(DESTDIR)$(PREFIX)/sbin/
+	install -m 0644 tools/apikeyctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf $(B)

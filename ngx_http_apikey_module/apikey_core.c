@@ -1,0 +1,1053 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ */
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#include <sodium.h>
+#include <zlib.h>
+
+#include "apikey_core.h"
+
+
+#define AKC_SECRET_FILE_MAX     256
+
+#define AKC_FINGERPRINT_LABEL   "ngx_http_apikey_module secret fingerprint v1"
+
+
+static int akc_is_base62(unsigned char c);
+static int akc_prefix_part_valid(const char *p, size_t len);
+static void akc_put_u16(unsigned char *p, unsigned v);
+static void akc_put_u64(unsigned char *p, uint64_t v);
+static unsigned akc_get_u16(const unsigned char *p);
+static uint64_t akc_get_u64(const unsigned char *p);
+static int akc_parse_digits(const char *s, size_t n, int *out);
+
+
+static const char  akc_base62[] =
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+
+static const char  *akc_status_names[] = {
+    "",
+    "valid",
+    "missing",
+    "malformed",
+    "unknown",
+    "expired",
+    "not_yet_valid",
+    "disabled",
+    "forbidden",
+    "error"
+};
+
+
+int
+akc_init(void)
+{
+    return sodium_init() < 0 ? AKC_ERROR : AKC_OK;
+}
+
+
+/* secret */
+
+int
+akc_secret_parse(akc_secret_t *secret, const char *text, size_t len)
+{
+    size_t  bin_len;
+
+    while (len > 0
+           && (text[len - 1] == '\n' || text[len - 1] == '\r'
+               || text[len - 1] == ' ' || text[len - 1] == '\t'))
+    {
+        len--;
+    }
+
+    if (len != 2 * AKC_SECRET_LEN) {
+        return AKC_ERROR;
+    }
+
+    if (sodium_hex2bin(secret->bytes, AKC_SECRET_LEN, text, len, NULL,
+                       &bin_len, NULL)
+        != 0 || bin_len != AKC_SECRET_LEN)
+    {
+        sodium_memzero(secret, sizeof(akc_secret_t));
+        return AKC_ERROR;
+    }
+
+    return AKC_OK;
+}
+
+
+int
+akc_secret_load(akc_secret_t *secret, const char *path, char *err,
+    size_t errlen)
+{
+    int          fd, rc;
+    char         buf[AKC_SECRET_FILE_MAX + 1];
+    ssize_t      n;
+    struct stat  st;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        snprintf(err, errlen, "open() failed (%d: %s)", errno,
+                 strerror(errno));
+        return AKC_ERROR;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        snprintf(err, errlen, "fstat() failed (%d: %s)", errno,
+                 strerror(errno));
+        close(fd);
+        return AKC_ERROR;
+    }
+
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        close(fd);
+        return AKC_ERROR;
+    }
+
+    n = read(fd, buf, sizeof(buf));
+    close(fd);
+
+    if (n == -1) {
+        snprintf(err, errlen, "read() failed (%d: %s)", errno,
+                 strerror(errno));
+        return AKC_ERROR;
+    }
+
+    rc = AKC_OK;
+
+    if (n > AKC_SECRET_FILE_MAX
+        || akc_secret_parse(secret, buf, (size_t) n) != AKC_OK)
+    {
+        snprintf(err, errlen, "invalid secret: expected %d hexadecimal "
+                 "characters", 2 * AKC_SECRET_LEN);
+        rc = AKC_ERROR;
+    }
+
+    sodium_memzero(buf, sizeof(buf));
+
+    return rc;
+}
+
+
+void
+akc_secret_format(const akc_secret_t *secret,
+    char out[2 * AKC_SECRET_LEN + 1])
+{
+    sodium_bin2hex(out, 2 * AKC_SECRET_LEN + 1, secret->bytes,
+                   AKC_SECRET_LEN);
+}
+
+
+void
+akc_secret_fingerprint(const akc_secret_t *secret,
+    unsigned char out[AKC_FINGERPRINT_LEN])
+{
+    /*
+     * The standard keyed BLAKE2b of a fixed label; the label contains
+     * spaces, so it can never be a key, and the construction differs
+     * from akc_hash() anyway.
+     */
+
+    (void) crypto_generichash(out, AKC_FINGERPRINT_LEN,
+                              (const unsigned char *) AKC_FINGERPRINT_LABEL,
+                              sizeof(AKC_FINGERPRINT_LABEL) - 1,
+                              secret->bytes, AKC_SECRET_LEN);
+}
+
+
+void
+akc_hash(const akc_secret_t *secret, const unsigned char *key, size_t len,
+    unsigned char out[AKC_HASH_LEN])
+{
+    /*
+     * BLAKE2b-256 with the 256-bit secret in the parameter block (salt
+     * and personalization) instead of a key block: the secret becomes
+     * half of the initial chaining value, so a key of up to 128 bytes
+     * costs one compression instead of two.  README.md, "Security",
+     * explains why this is a keyed PRF of the same strength.
+     */
+
+    (void) crypto_generichash_blake2b_salt_personal(out, AKC_HASH_LEN,
+                                                    key, len, NULL, 0,
+                                                    secret->bytes,
+                                                    secret->bytes + 16);
+}
+
+
+/* keys */
+
+static int
+akc_is_base62(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z')
+           || (c >= 'a' && c <= 'z');
+}
+
+
+static int
+akc_prefix_part_valid(const char *p, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > AKC_PREFIX_PART_MAX) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= '0' && p[i] <= '9'))) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+akc_prefix_valid(const char *prefix, size_t len)
+{
+    const char  *u;
+
+    u = memchr(prefix, '_', len);
+
+    if (u == NULL) {
+        return akc_prefix_part_valid(prefix, len);
+    }
+
+    return akc_prefix_part_valid(prefix, u - prefix)
+           && akc_prefix_part_valid(u + 1, len - (u - prefix) - 1);
+}
+
+
+void
+akc_checksum(const unsigned char *data, size_t len,
+    char out[AKC_CHECKSUM_LEN])
+{
+    int       i;
+    uint32_t  crc;
+
+    crc = (uint32_t) crc32(crc32(0L, Z_NULL, 0), data, (uInt) len);
+
+    /* 62^6 > 2^32: six digits, most significant first */
+
+    for (i = AKC_CHECKSUM_LEN - 1; i >= 0; i--) {
+        out[i] = akc_base62[crc % 62];
+        crc /= 62;
+    }
+}
+
+
+akc_key_kind_e
+akc_key_classify(const unsigned char *key, size_t len)
+{
+    size_t  i, plen;
+    char    sum[AKC_CHECKSUM_LEN];
+
+    if (len < AKC_KEY_MIN_LEN || len > AKC_KEY_MAX_LEN) {
+        return AKC_KEY_INVALID;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (key[i] < 0x21 || key[i] > 0x7e) {
+            return AKC_KEY_INVALID;
+        }
+    }
+
+    if (len < AKC_GEN_TAIL_LEN + 2 || key[len - AKC_GEN_TAIL_LEN - 1] != '_')
+    {
+        return AKC_KEY_PLAIN;
+    }
+
+    for (i = len - AKC_GEN_TAIL_LEN; i < len; i++) {
+        if (!akc_is_base62(key[i])) {
+            return AKC_KEY_PLAIN;
+        }
+    }
+
+    plen = len - AKC_GEN_TAIL_LEN - 1;
+
+    if (!akc_prefix_valid((const char *) key, plen)) {
+        return AKC_KEY_PLAIN;
+    }
+
+    akc_checksum(key, len - AKC_CHECKSUM_LEN, sum);
+
+    if (memcmp(sum, key + len - AKC_CHECKSUM_LEN, AKC_CHECKSUM_LEN) != 0) {
+        return AKC_KEY_BAD_CHECKSUM;
+    }
+
+    return AKC_KEY_GENERATED;
+}
+
+
+int
+akc_key_generate(const char *prefix, char *out, size_t size)
+{
+    size_t  i, plen, len;
+
+    plen = strlen(prefix);
+
+    if (!akc_prefix_valid(prefix, plen)) {
+        return AKC_ERROR;
+    }
+
+    len = plen + 1 + AKC_GEN_TAIL_LEN;
+
+    if (size < len + 1) {
+        return AKC_ERROR;
+    }
+
+    memcpy(out, prefix, plen);
+    out[plen] = '_';
+
+    /* 32 uniform base62 characters: 32 * log2(62) > 190 bits */
+
+    for (i = 0; i < AKC_RANDOM_LEN; i++) {
+        out[plen + 1 + i] = akc_base62[randombytes_uniform(62)];
+    }
+
+    akc_checksum((unsigned char *) out, len - AKC_CHECKSUM_LEN,
+                 out + len - AKC_CHECKSUM_LEN);
+    out[len] = '\0';
+
+    return (int) len;
+}
+
+
+size_t
+akc_key_hint(const unsigned char *key, size_t len,
+    char out[AKC_HINT_MAX_LEN + 1])
+{
+    size_t  n;
+
+    if (akc_key_classify(key, len) == AKC_KEY_GENERATED) {
+        /* the prefix, its underscore and four random characters */
+        n = len - AKC_GEN_TAIL_LEN + 4;
+
+    } else {
+        n = len / 4;
+        if (n > 4) {
+            n = 4;
+        }
+    }
+
+    memcpy(out, key, n);
+    memcpy(out + n, "...", 4);
+
+    return n + 3;
+}
+
+
+/* record fields */
+
+int
+akc_id_valid(const char *s, size_t len)
+{
+    size_t  i;
+
+    if (len == 0 || len > AKC_ID_MAX_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!(akc_is_base62((unsigned char) s[i])
+              || strchr("._:@-", s[i]) != NULL) || s[i] == '\0')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+akc_text_valid(const char *s, size_t len, size_t max)
+{
+    size_t  i;
+
+    if (len > max) {
+        return 0;
+    }
+
+    /* no control characters: values end up in headers and logs */
+
+    for (i = 0; i < len; i++) {
+        if ((unsigned char) s[i] < 0x20 || s[i] == 0x7f) {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+akc_scopes_valid(const char *s, size_t len)
+{
+    size_t  i, run;
+
+    if (len > AKC_SCOPES_MAX_LEN) {
+        return 0;
+    }
+
+    run = 0;
+
+    for (i = 0; i < len; i++) {
+        if (s[i] == ',') {
+            if (run == 0) {
+                return 0;
+            }
+            run = 0;
+            continue;
+        }
+
+        if (!(akc_is_base62((unsigned char) s[i])
+              || strchr("._:/*-", s[i]) != NULL) || s[i] == '\0')
+        {
+            return 0;
+        }
+
+        run++;
+    }
+
+    return len == 0 || run > 0;
+}
+
+
+int
+akc_plan_valid(const char *s, size_t len)
+{
+    size_t  i;
+
+    if (len > AKC_PLAN_MAX_LEN) {
+        return 0;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (!(akc_is_base62((unsigned char) s[i])
+              || strchr("._:-", s[i]) != NULL) || s[i] == '\0')
+        {
+            return 0;
+        }
+    }
+
+    return 1;
+}
+
+
+int
+akc_scopes_contain(const akc_str_t *scopes, const char *scope, size_t len)
+{
+    const char  *p, *end, *comma;
+
+    p = scopes->data;
+    end = p + scopes->len;
+
+    while (p < end) {
+        comma = memchr(p, ',', end - p);
+        if (comma == NULL) {
+            comma = end;
+        }
+
+        if ((size_t) (comma - p) == len && memcmp(p, scope, len) == 0) {
+            return 1;
+        }
+
+        p = comma + 1;
+    }
+
+    return 0;
+}
+
+
+/* records */
+
+static void
+akc_put_u16(unsigned char *p, unsigned v)
+{
+    p[0] = (unsigned char) (v & 0xff);
+    p[1] = (unsigned char) ((v >> 8) & 0xff);
+}
+
+
+static void
+akc_put_u64(unsigned char *p, uint64_t v)
+{
+    int  i;
+
+    for (i = 0; i < 8; i++) {
+        p[i] = (unsigned char) (v >> (8 * i));
+    }
+}
+
+
+static unsigned
+akc_get_u16(const unsigned char *p)
+{
+    return p[0] | (p[1] << 8);
+}
+
+
+static uint64_t
+akc_get_u64(const unsigned char *p)
+{
+    int       i;
+    uint64_t  v;
+
+    v = 0;
+
+    for (i = 7; i >= 0; i--) {
+        v = (v << 8) | p[i];
+    }
+
+    return v;
+}
+
+
+size_t
+akc_record_size(const akc_record_t *rec)
+{
+    return AKC_RECORD_HEADER_LEN + 5 * 2 + rec->id.len + rec->subject.len
+           + rec->scopes.len + rec->plan.len + rec->hint.len;
+}
+
+
+int
+akc_record_encode(const akc_record_t *rec, unsigned char *buf, size_t size)
+{
+    size_t            i;
+    unsigned char    *p;
+    const akc_str_t  *s[5];
+
+    if (!akc_id_valid(rec->id.data, rec->id.len)
+        || !akc_text_valid(rec->subject.data, rec->subject.len,
+                           AKC_SUBJECT_MAX_LEN)
+        || !akc_scopes_valid(rec->scopes.data, rec->scopes.len)
+        || !akc_plan_valid(rec->plan.data, rec->plan.len)
+        || !akc_text_valid(rec->hint.data, rec->hint.len, AKC_HINT_MAX_LEN)
+        || (rec->flags & ~AKC_FLAG_DISABLED)
+        || size < akc_record_size(rec))
+    {
+        return AKC_ERROR;
+    }
+
+    p = buf;
+
+    p[0] = AKC_RECORD_VERSION;
+    p[1] = (unsigned char) rec->flags;
+    akc_put_u16(p + 2, 0);
+    akc_put_u64(p + 4, (uint64_t) rec->created);
+    akc_put_u64(p + 12, (uint64_t) rec->not_before);
+    akc_put_u64(p + 20, (uint64_t) rec->expires);
+    p += AKC_RECORD_HEADER_LEN;
+
+    s[0] = &rec->id;
+    s[1] = &rec->subject;
+    s[2] = &rec->scopes;
+    s[3] = &rec->plan;
+    s[4] = &rec->hint;
+
+    for (i = 0; i < 5; i++) {
+        akc_put_u16(p, (unsigned) s[i]->len);
+        if (s[i]->len) {
+            memcpy(p + 2, s[i]->data, s[i]->len);
+        }
+        p += 2 + s[i]->len;
+    }
+
+    return (int) (p - buf);
+}
+
+
+int
+akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
+{
+    size_t                i, len;
+    akc_str_t            *s[5];
+    const unsigned char  *p, *end;
+
+    /* every byte may be hostile: check each length before using it */
+
+    if (size < AKC_RECORD_HEADER_LEN || size > AKC_RECORD_MAX_LEN
+        || buf[0] != AKC_RECORD_VERSION
+        || (buf[1] & ~AKC_FLAG_DISABLED)
+        || akc_get_u16(buf + 2) != 0)
+    {
+        return AKC_ERROR;
+    }
+
+    rec->flags = buf[1];
+    rec->created = (int64_t) akc_get_u64(buf + 4);
+    rec->not_before = (int64_t) akc_get_u64(buf + 12);
+    rec->expires = (int64_t) akc_get_u64(buf + 20);
+
+    s[0] = &rec->id;
+    s[1] = &rec->subject;
+    s[2] = &rec->scopes;
+    s[3] = &rec->plan;
+    s[4] = &rec->hint;
+
+    p = buf + AKC_RECORD_HEADER_LEN;
+    end = buf + size;
+
+    for (i = 0; i < 5; i++) {
+        if (end - p < 2) {
+            return AKC_ERROR;
+        }
+
+        len = akc_get_u16(p);
+        p += 2;
+
+        if ((size_t) (end - p) < len) {
+            return AKC_ERROR;
+        }
+
+        s[i]->len = len;
+        s[i]->data = (const char *) p;
+        p += len;
+    }
+
+    if (p != end
+        || !akc_id_valid(rec->id.data, rec->id.len)
+        || !akc_text_valid(rec->subject.data, rec->subject.len,
+                           AKC_SUBJECT_MAX_LEN)
+        || !akc_scopes_valid(rec->scopes.data, rec->scopes.len)
+        || !akc_plan_valid(rec->plan.data, rec->plan.len)
+        || !akc_text_valid(rec->hint.data, rec->hint.len, AKC_HINT_MAX_LEN))
+    {
+        return AKC_ERROR;
+    }
+
+    return AKC_OK;
+}
+
+
+akc_status_e
+akc_record_status(const akc_record_t *rec, int64_t now)
+{
+    if (rec->flags & AKC_FLAG_DISABLED) {
+        return AKC_STATUS_DISABLED;
+    }
+
+    if (rec->not_before != 0 && now < rec->not_before) {
+        return AKC_STATUS_NOT_YET_VALID;
+    }
+
+    if (rec->expires != 0 && now >= rec->expires) {
+        return AKC_STATUS_EXPIRED;
+    }
+
+    return AKC_STATUS_VALID;
+}
+
+
+const char *
+akc_status_name(akc_status_e status)
+{
+    if ((unsigned) status > AKC_STATUS_ERROR) {
+        return "error";
+    }
+
+    return akc_status_names[status];
+}
+
+
+/* times */
+
+static int
+akc_parse_digits(const char *s, size_t n, int *out)
+{
+    size_t  i;
+    int     v;
+
+    v = 0;
+
+    for (i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return AKC_ERROR;
+        }
+        v = v * 10 + (s[i] - '0');
+    }
+
+    *out = v;
+
+    return AKC_OK;
+}
+
+
+int
+akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out)
+{
+    int        year, mon, mday, hour, min, sec, oh, om, sign;
+    size_t     i;
+    int64_t    n, unit, t;
+    struct tm  tm;
+
+    if (len == 3 && memcmp(s, "now", 3) == 0) {
+        *out = now;
+        return AKC_OK;
+    }
+
+    /* a duration from now: 30d, 12h, 15m, 90s, 2w */
+
+    if (len >= 2 && len <= 12 && s[len - 1] >= 'a' && s[len - 1] <= 'z') {
+        n = 0;
+
+        for (i = 0; i < len - 1; i++) {
+            if (s[i] < '0' || s[i] > '9') {
+                return AKC_ERROR;
+            }
+            n = n * 10 + (s[i] - '0');
+        }
+
+        switch (s[len - 1]) {
+        case 's': unit = 1; break;
+        case 'm': unit = 60; break;
+        case 'h': unit = 3600; break;
+        case 'd': unit = 86400; break;
+        case 'w': unit = 7 * 86400; break;
+        default: return AKC_ERROR;
+        }
+
+        *out = now + n * unit;
+        return AKC_OK;
+    }
+
+    /* RFC 3339: 2027-01-31T00:00:00Z, fractions ignored, or +hh:mm */
+
+    if (len < 20 || s[4] != '-' || s[7] != '-'
+        || (s[10] != 'T' && s[10] != 't' && s[10] != ' ')
+        || s[13] != ':' || s[16] != ':'
+        || akc_parse_digits(s, 4, &year) != AKC_OK
+        || akc_parse_digits(s + 5, 2, &mon) != AKC_OK
+        || akc_parse_digits(s + 8, 2, &mday) != AKC_OK
+        || akc_parse_digits(s + 11, 2, &hour) != AKC_OK
+        || akc_parse_digits(s + 14, 2, &min) != AKC_OK
+        || akc_parse_digits(s + 17, 2, &sec) != AKC_OK)
+    {
+        return AKC_ERROR;
+    }
+
+    if (year < 1970 || mon < 1 || mon > 12 || mday < 1 || mday > 31
+        || hour > 23 || min > 59 || sec > 60)
+    {
+        return AKC_ERROR;
+    }
+
+    i = 19;
+
+    if (s[i] == '.') {
+        for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
+            /* void */
+        }
+    }
+
+    oh = 0;
+    om = 0;
+    sign = 0;
+
+    if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
+        /* UTC */
+
+    } else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':'
+               && akc_parse_digits(s + i + 1, 2, &oh) == AKC_OK
+               && akc_parse_digits(s + i + 4, 2, &om) == AKC_OK
+               && oh < 24 && om < 60)
+    {
+        sign = s[i] == '+' ? 1 : -1;
+
+    } else {
+        return AKC_ERROR;
+    }
+
+    memset(&tm, 0, sizeof(struct tm));
+    tm.tm_year = year - 1900;
+    tm.tm_mon = mon - 1;
+    tm.tm_mday = mday;
+    tm.tm_hour = hour;
+    tm.tm_min = min;
+    tm.tm_sec = sec;
+
+    t = (int64_t) timegm(&tm);
+
+    /* timegm() normalizes 2027-02-31: reject such dates */
+
+    if (tm.tm_mday != mday || tm.tm_mon != mon - 1) {
+        return AKC_ERROR;
+    }
+
+    *out = t - sign * (oh * 3600 + om * 60);
+
+    return AKC_OK;
+}
+
+
+size_t
+akc_time_format(int64_t t, char out[AKC_TIME_LEN + 1])
+{
+    time_t     tt;
+    struct tm  tm;
+
+    tt = (time_t) t;
+
+    if (gmtime_r(&tt, &tm) == NULL) {
+        out[0] = '\0';
+        return 0;
+    }
+
+    return strftime(out, AKC_TIME_LEN + 1, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+
+/* the database */
+
+int
+akc_dbs_open(MDB_txn *txn, akc_dbs_t *dbs, unsigned flags)
+{
+    int  rc;
+
+    rc = mdb_dbi_open(txn, AKC_DB_KEYS, flags, &dbs->keys);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    rc = mdb_dbi_open(txn, AKC_DB_IDS, flags, &dbs->ids);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    return mdb_dbi_open(txn, AKC_DB_META, flags, &dbs->meta);
+}
+
+
+static int
+akc_meta_get(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
+    MDB_val *val)
+{
+    MDB_val  key;
+
+    key.mv_size = strlen(name);
+    key.mv_data = (void *) name;
+
+    return mdb_get(txn, dbs->meta, &key, val);
+}
+
+
+static int
+akc_meta_put(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
+    const void *data, size_t size)
+{
+    MDB_val  key, val;
+
+    key.mv_size = strlen(name);
+    key.mv_data = (void *) name;
+    val.mv_size = size;
+    val.mv_data = (void *) data;
+
+    return mdb_put(txn, dbs->meta, &key, &val, 0);
+}
+
+
+int
+akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
+    uint64_t *value)
+{
+    int      rc;
+    MDB_val  val;
+
+    rc = akc_meta_get(txn, dbs, name, &val);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    if (val.mv_size != 8) {
+        return MDB_CORRUPTED;
+    }
+
+    *value = akc_get_u64(val.mv_data);
+
+    return MDB_SUCCESS;
+}
+
+
+int
+akc_meta_check(MDB_txn *txn, const akc_dbs_t *dbs,
+    const akc_secret_t *secret)
+{
+    int            rc;
+    MDB_val        val;
+    unsigned char  fp[AKC_FINGERPRINT_LEN];
+
+    rc = akc_meta_get(txn, dbs, AKC_META_FORMAT, &val);
+    if (rc == MDB_NOTFOUND) {
+        return AKC_EUNINIT;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    if (val.mv_size != 8
+        || akc_get_u64(val.mv_data) != AKC_FORMAT_VERSION)
+    {
+        return AKC_EFORMAT;
+    }
+
+    rc = akc_meta_get(txn, dbs, AKC_META_FINGERPRINT, &val);
+    if (rc == MDB_NOTFOUND) {
+        return AKC_EUNINIT;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    akc_secret_fingerprint(secret, fp);
+
+    if (val.mv_size != AKC_FINGERPRINT_LEN
+        || sodium_memcmp(val.mv_data, fp, AKC_FINGERPRINT_LEN) != 0)
+    {
+        return AKC_ESECRET;
+    }
+
+    return AKC_OK;
+}
+
+
+int
+akc_meta_init(MDB_txn *txn, const akc_dbs_t *dbs, const akc_secret_t *secret,
+    int64_t now)
+{
+    int            rc;
+    unsigned char  buf[8], fp[AKC_FINGERPRINT_LEN];
+
+    akc_put_u64(buf, AKC_FORMAT_VERSION);
+
+    rc = akc_meta_put(txn, dbs, AKC_META_FORMAT, buf, 8);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    akc_secret_fingerprint(secret, fp);
+
+    rc = akc_meta_put(txn, dbs, AKC_META_FINGERPRINT, fp,
+                      AKC_FINGERPRINT_LEN);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    return akc_meta_touch(txn, dbs, now);
+}
+
+
+int
+akc_meta_touch(MDB_txn *txn, const akc_dbs_t *dbs, int64_t now)
+{
+    int            rc;
+    uint64_t       generation;
+    MDB_envinfo    info;
+    unsigned char  buf[8];
+
+    rc = akc_meta_get_u64(txn, dbs, AKC_META_GENERATION, &generation);
+    if (rc == MDB_NOTFOUND) {
+        generation = 0;
+
+    } else if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    akc_put_u64(buf, generation + 1);
+
+    rc = akc_meta_put(txn, dbs, AKC_META_GENERATION, buf, 8);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    akc_put_u64(buf, (uint64_t) now);
+
+    rc = akc_meta_put(txn, dbs, AKC_META_CHANGED, buf, 8);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    rc = mdb_env_info(mdb_txn_env(txn), &info);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    akc_put_u64(buf, (uint64_t) info.me_mapsize);
+
+    return akc_meta_put(txn, dbs, AKC_META_MAPSIZE, buf, 8);
+}
+
+
+const char *
+akc_meta_strerror(int rc)
+{
+    switch (rc) {
+    case AKC_EUNINIT:
+        return "database is not initialized (run \"apikeyctl init\")";
+    case AKC_EFORMAT:
+        return "database has an unknown format version";
+    case AKC_ESECRET:
+        return "database was made with another secret";
+    default:
+        return mdb_strerror(rc);
+    }
+}
+
+
+akc_status_e
+akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs, const akc_secret_t *secret,
+    const unsigned char *key, size_t len, int64_t now, akc_record_t *rec,
+    int *mdb_rc)
+{
+    int             rc;
+    MDB_val         k, v;
+    akc_key_kind_e  kind;
+    unsigned char   hash[AKC_HASH_LEN];
+
+    *mdb_rc = MDB_SUCCESS;
+
+    kind = akc_key_classify(key, len);
+
+    if (kind == AKC_KEY_INVALID || kind == AKC_KEY_BAD_CHECKSUM) {
+        return AKC_STATUS_MALFORMED;
+    }
+
+    akc_hash(secret, key, len, hash);
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = hash;
+
+    rc = mdb_get(txn, dbs->keys, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return AKC_STATUS_UNKNOWN;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        *mdb_rc = rc;
+        return AKC_STATUS_ERROR;
+    }
+
+    if (akc_record_decode(rec, v.mv_data, v.mv_size) != AKC_OK) {
+        *mdb_rc = MDB_CORRUPTED;
+        return AKC_STATUS_ERROR;
+    }
+
+    return akc_record_status(rec, now);
+}

@@ -1,0 +1,184 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * The shared core: key format and checksum, the keyed hash, the record
+ * encoding and the database layout.  Plain C with no nginx types; it is
+ * compiled into both the nginx module and apikeyctl, so the on-disk
+ * format is written exactly once.
+ */
+
+
+#ifndef _APIKEY_CORE_H_INCLUDED_
+#define _APIKEY_CORE_H_INCLUDED_
+
+
+#include <stddef.h>
+#include <stdint.h>
+#include <lmdb.h>
+
+
+#define AKC_FORMAT_VERSION      1
+
+#define AKC_SECRET_LEN          32
+#define AKC_HASH_LEN            32
+#define AKC_FINGERPRINT_LEN     32
+
+#define AKC_KEY_MIN_LEN         8
+#define AKC_KEY_MAX_LEN         256
+#define AKC_PREFIX_PART_MAX     16
+#define AKC_PREFIX_MAX_LEN      (2 * AKC_PREFIX_PART_MAX + 1)
+#define AKC_RANDOM_LEN          32
+#define AKC_CHECKSUM_LEN        6
+#define AKC_GEN_TAIL_LEN        (AKC_RANDOM_LEN + AKC_CHECKSUM_LEN)
+#define AKC_GEN_KEY_MAX_LEN     (AKC_PREFIX_MAX_LEN + 1 + AKC_GEN_TAIL_LEN)
+#define AKC_DEFAULT_PREFIX      "ak"
+
+#define AKC_ID_MAX_LEN          128
+#define AKC_SUBJECT_MAX_LEN     256
+#define AKC_SCOPES_MAX_LEN      1024
+#define AKC_PLAN_MAX_LEN        64
+#define AKC_HINT_MAX_LEN        48
+
+#define AKC_TIME_LEN            20      /* "2027-01-31T00:00:00Z" */
+
+#define AKC_RECORD_VERSION      1
+#define AKC_RECORD_HEADER_LEN   28
+#define AKC_RECORD_MAX_LEN                                                    \
+    (AKC_RECORD_HEADER_LEN + 5 * 2 + AKC_ID_MAX_LEN + AKC_SUBJECT_MAX_LEN     \
+     + AKC_SCOPES_MAX_LEN + AKC_PLAN_MAX_LEN + AKC_HINT_MAX_LEN)
+
+#define AKC_FLAG_DISABLED       0x01
+
+/* the database layout */
+#define AKC_MAXDBS              4
+#define AKC_MAXREADERS          510
+#define AKC_DEFAULT_MAPSIZE     ((size_t) 8 << 30)
+#define AKC_DB_KEYS             "keys"
+#define AKC_DB_IDS              "ids"
+#define AKC_DB_META             "meta"
+#define AKC_META_FORMAT         "format"
+#define AKC_META_FINGERPRINT    "fingerprint"
+#define AKC_META_GENERATION     "generation"
+#define AKC_META_CHANGED        "changed"
+#define AKC_META_MAPSIZE        "map_size"
+#define AKC_DATA_FILE           "data.mdb"
+#define AKC_LOCK_FILE           "lock.mdb"
+
+
+typedef enum {
+    AKC_KEY_INVALID = 0,        /* wrong length or characters */
+    AKC_KEY_BAD_CHECKSUM,       /* the generated shape, wrong checksum */
+    AKC_KEY_GENERATED,          /* the generated shape, checksum correct */
+    AKC_KEY_PLAIN               /* any other acceptable string */
+} akc_key_kind_e;
+
+
+typedef enum {
+    AKC_STATUS_NONE = 0,
+    AKC_STATUS_VALID,
+    AKC_STATUS_MISSING,
+    AKC_STATUS_MALFORMED,
+    AKC_STATUS_UNKNOWN,
+    AKC_STATUS_EXPIRED,
+    AKC_STATUS_NOT_YET_VALID,
+    AKC_STATUS_DISABLED,
+    AKC_STATUS_FORBIDDEN,
+    AKC_STATUS_ERROR
+} akc_status_e;
+
+
+/* results of akc_meta_check() */
+#define AKC_OK                  0
+#define AKC_ERROR               -1
+#define AKC_EUNINIT             -2      /* no meta: not initialized */
+#define AKC_EFORMAT             -3      /* unknown format version */
+#define AKC_ESECRET             -4      /* made with another secret */
+
+
+typedef struct {
+    size_t                  len;
+    const char             *data;
+} akc_str_t;
+
+
+typedef struct {
+    unsigned char           bytes[AKC_SECRET_LEN];
+} akc_secret_t;
+
+
+typedef struct {
+    int64_t                 created;
+    int64_t                 not_before;     /* 0: no lower bound */
+    int64_t                 expires;        /* 0: never */
+    unsigned                flags;
+    akc_str_t               id;
+    akc_str_t               subject;
+    akc_str_t               scopes;
+    akc_str_t               plan;
+    akc_str_t               hint;
+} akc_record_t;
+
+
+typedef struct {
+    MDB_dbi                 keys;
+    MDB_dbi                 ids;
+    MDB_dbi                 meta;
+} akc_dbs_t;
+
+
+int akc_init(void);
+
+int akc_secret_parse(akc_secret_t *secret, const char *text, size_t len);
+int akc_secret_load(akc_secret_t *secret, const char *path, char *err,
+    size_t errlen);
+void akc_secret_format(const akc_secret_t *secret,
+    char out[2 * AKC_SECRET_LEN + 1]);
+void akc_secret_fingerprint(const akc_secret_t *secret,
+    unsigned char out[AKC_FINGERPRINT_LEN]);
+void akc_hash(const akc_secret_t *secret, const unsigned char *key,
+    size_t len, unsigned char out[AKC_HASH_LEN]);
+
+int akc_prefix_valid(const char *prefix, size_t len);
+akc_key_kind_e akc_key_classify(const unsigned char *key, size_t len);
+int akc_key_generate(const char *prefix, char *out, size_t size);
+size_t akc_key_hint(const unsigned char *key, size_t len,
+    char out[AKC_HINT_MAX_LEN + 1]);
+void akc_checksum(const unsigned char *data, size_t len,
+    char out[AKC_CHECKSUM_LEN]);
+
+int akc_id_valid(const char *s, size_t len);
+int akc_text_valid(const char *s, size_t len, size_t max);
+int akc_scopes_valid(const char *s, size_t len);
+int akc_plan_valid(const char *s, size_t len);
+int akc_scopes_contain(const akc_str_t *scopes, const char *scope,
+    size_t len);
+
+size_t akc_record_size(const akc_record_t *rec);
+int akc_record_encode(const akc_record_t *rec, unsigned char *buf,
+    size_t size);
+int akc_record_decode(akc_record_t *rec, const unsigned char *buf,
+    size_t size);
+akc_status_e akc_record_status(const akc_record_t *rec, int64_t now);
+
+const char *akc_status_name(akc_status_e status);
+
+int akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out);
+size_t akc_time_format(int64_t t, char out[AKC_TIME_LEN + 1]);
+
+int akc_dbs_open(MDB_txn *txn, akc_dbs_t *dbs, unsigned flags);
+int akc_meta_check(MDB_txn *txn, const akc_dbs_t *dbs,
+    const akc_secret_t *secret);
+int akc_meta_init(MDB_txn *txn, const akc_dbs_t *dbs,
+    const akc_secret_t *secret, int64_t now);
+int akc_meta_touch(MDB_txn *txn, const akc_dbs_t *dbs, int64_t now);
+int akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
+    uint64_t *value);
+const char *akc_meta_strerror(int rc);
+
+akc_status_e akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs,
+    const akc_secret_t *secret, const unsigned char *key, size_t len,
+    int64_t now, akc_record_t *rec, int *mdb_rc);
+
+
+#endif /* _APIKEY_CORE_H_INCLUDED_ */

@@ -1,0 +1,1781 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "apikey_core.h"
+
+
+#define NGX_HTTP_APIKEY_OFF             0
+#define NGX_HTTP_APIKEY_ON              1
+#define NGX_HTTP_APIKEY_OPTIONAL        2
+
+#define NGX_HTTP_APIKEY_SOURCE_HEADER   0
+#define NGX_HTTP_APIKEY_SOURCE_AUTH     1
+
+#define NGX_HTTP_APIKEY_DEFAULT_DB      "/var/lib/apikey"
+#define NGX_HTTP_APIKEY_DEFAULT_SECRET  "/etc/nginx/apikey.secret"
+
+#define NGX_HTTP_APIKEY_ERRLEN          256
+
+
+typedef enum {
+    NGX_HTTP_APIKEY_VAR_STATUS = 0,
+    NGX_HTTP_APIKEY_VAR_ID,
+    NGX_HTTP_APIKEY_VAR_SUBJECT,
+    NGX_HTTP_APIKEY_VAR_SCOPES,
+    NGX_HTTP_APIKEY_VAR_PLAN,
+    NGX_HTTP_APIKEY_VAR_EXPIRES,
+    NGX_HTTP_APIKEY_VAR_SOURCE,
+    NGX_HTTP_APIKEY_VAR_HINT
+} ngx_http_apikey_var_e;
+
+
+/* a loaded secret, shared by every location that names its file */
+
+typedef struct {
+    ngx_str_t                   path;
+    akc_secret_t                secret;
+    u_char                      fingerprint[AKC_FINGERPRINT_LEN];
+} ngx_http_apikey_secret_t;
+
+
+/*
+ * An open LMDB environment.  These live in process memory outside any
+ * cycle: LMDB forbids opening one environment twice in a process, and in
+ * "master_process off" mode a reload makes a new cycle without calling
+ * init_process again.  The master never opens them.
+ */
+
+typedef struct ngx_http_apikey_env_s  ngx_http_apikey_env_t;
+
+struct ngx_http_apikey_env_s {
+    ngx_http_apikey_env_t      *next;
+    u_char                     *path;
+    u_char                     *data_path;
+    MDB_env                    *env;
+    MDB_txn                    *txn;
+    akc_dbs_t                   dbs;
+    dev_t                       dev;
+    ino_t                       ino;
+    time_t                      next_open;
+    time_t                      next_stat;
+    u_char                      checked[AKC_FINGERPRINT_LEN];
+    u_char                      error[NGX_HTTP_APIKEY_ERRLEN];
+};
+
+
+/* a database as configured: a path and the secret its keys are hashed with */
+
+typedef struct {
+    ngx_str_t                   path;
+    ngx_http_apikey_secret_t   *secret;
+    ngx_http_apikey_env_t      *env;
+} ngx_http_apikey_db_t;
+
+
+typedef struct {
+    ngx_uint_t                  type;
+    ngx_str_t                   name;
+    ngx_str_t                   text;       /* "header=X-API-Key" */
+} ngx_http_apikey_source_t;
+
+
+typedef struct {
+    ngx_array_t                 secrets;    /* ngx_http_apikey_secret_t * */
+    ngx_array_t                 dbs;        /* ngx_http_apikey_db_t * */
+    ngx_int_t                   status_index;
+} ngx_http_apikey_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  mode;
+    ngx_str_t                   db_path;
+    ngx_http_apikey_secret_t   *secret;
+    ngx_http_apikey_db_t       *db;
+    ngx_array_t                *sources;    /* ngx_http_apikey_source_t */
+    ngx_array_t                *scopes;     /* ngx_str_t */
+    ngx_str_t                   realm;
+} ngx_http_apikey_loc_conf_t;
+
+
+typedef struct {
+    akc_status_e                status;
+    ngx_http_apikey_source_t   *source;
+    ngx_str_t                   id;
+    ngx_str_t                   subject;
+    ngx_str_t                   scopes;
+    ngx_str_t                   plan;
+    ngx_str_t                   expires;
+    ngx_str_t                   hint;
+} ngx_http_apikey_ctx_t;
+
+
+static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static ngx_http_apikey_ctx_t *ngx_http_apikey_lookup(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_find_key(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx,
+    ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_header_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_authorization_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key);
+static void ngx_http_apikey_check(ngx_http_request_t *r,
+    ngx_http_apikey_db_t *db, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_copy_record(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx, akc_record_t *rec);
+static ngx_int_t ngx_http_apikey_copy_str(ngx_http_request_t *r,
+    ngx_str_t *dst, akc_str_t *src);
+static ngx_int_t ngx_http_apikey_scopes_allowed(
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
+static void ngx_http_apikey_set_status(ngx_http_request_t *r,
+    akc_status_e status);
+static ngx_int_t ngx_http_apikey_unauthorized(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
+static void ngx_http_apikey_log_rejection(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
+
+static ngx_http_apikey_env_t *ngx_http_apikey_env_usable(ngx_log_t *log,
+    ngx_http_apikey_db_t *db);
+static ngx_int_t ngx_http_apikey_env_open(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_http_apikey_secret_t *secret);
+static void ngx_http_apikey_env_close(ngx_http_apikey_env_t *env);
+static void ngx_http_apikey_env_error(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_uint_t level, const char *fmt, ...);
+static ngx_int_t ngx_http_apikey_env_renew(ngx_log_t *log,
+    ngx_http_apikey_env_t *env);
+static ngx_http_apikey_env_t *ngx_http_apikey_env_get(ngx_str_t *path);
+
+static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+
+static ngx_int_t ngx_http_apikey_add_variables(ngx_conf_t *cf);
+static void *ngx_http_apikey_create_main_conf(ngx_conf_t *cf);
+static void *ngx_http_apikey_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_http_apikey_secret_t *ngx_http_apikey_load_secret(ngx_conf_t *cf,
+    ngx_str_t *path);
+static ngx_http_apikey_db_t *ngx_http_apikey_add_db(ngx_conf_t *cf,
+    ngx_str_t *path, ngx_http_apikey_secret_t *secret);
+static void ngx_http_apikey_cleanup_secret(void *data);
+static ngx_int_t ngx_http_apikey_init(ngx_conf_t *cf);
+
+static char *ngx_http_apikey(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_apikey_secret(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+static ngx_int_t ngx_http_apikey_init_process(ngx_cycle_t *cycle);
+static void ngx_http_apikey_exit_process(ngx_cycle_t *cycle);
+
+
+static ngx_command_t  ngx_http_apikey_commands[] = {
+
+    { ngx_string("apikey"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("apikey_db"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, db_path),
+      NULL },
+
+    { ngx_string("apikey_secret"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey_secret,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("apikey_source"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_apikey_source,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("apikey_scope"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_conf_set_str_array_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, scopes),
+      NULL },
+
+    { ngx_string("apikey_realm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_apikey_realm,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, realm),
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_apikey_module_ctx = {
+    ngx_http_apikey_add_variables,         /* preconfiguration */
+    ngx_http_apikey_init,                  /* postconfiguration */
+
+    ngx_http_apikey_create_main_conf,      /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_apikey_create_loc_conf,       /* create location configuration */
+    ngx_http_apikey_merge_loc_conf         /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_apikey_module = {
+    NGX_MODULE_V1,
+    &ngx_http_apikey_module_ctx,           /* module context */
+    ngx_http_apikey_commands,              /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_apikey_init_process,          /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_apikey_exit_process,          /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_apikey_vars[] = {
+
+    { ngx_string("apikey_status"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_STATUS, 0, 0 },
+
+    { ngx_string("apikey_id"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_ID, 0, 0 },
+
+    { ngx_string("apikey_subject"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_SUBJECT, 0, 0 },
+
+    { ngx_string("apikey_scopes"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_SCOPES, 0, 0 },
+
+    { ngx_string("apikey_plan"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_PLAN, 0, 0 },
+
+    { ngx_string("apikey_expires"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_EXPIRES, 0, 0 },
+
+    { ngx_string("apikey_source"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_SOURCE, 0, 0 },
+
+    { ngx_string("apikey_hint"), NULL, ngx_http_apikey_variable,
+      NGX_HTTP_APIKEY_VAR_HINT, 0, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_conf_enum_t  ngx_http_apikey_modes[] = {
+    { ngx_string("off"), NGX_HTTP_APIKEY_OFF },
+    { ngx_string("on"), NGX_HTTP_APIKEY_ON },
+    { ngx_string("optional"), NGX_HTTP_APIKEY_OPTIONAL },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_str_t  ngx_http_apikey_status_name = ngx_string("apikey_status");
+
+
+/* open environments of this process; see ngx_http_apikey_env_t */
+static ngx_http_apikey_env_t  *ngx_http_apikey_envs;
+
+
+static ngx_int_t
+ngx_http_apikey_handler(ngx_http_request_t *r)
+{
+    ngx_http_apikey_ctx_t       *ctx;
+    ngx_http_apikey_loc_conf_t  *alcf;
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+
+    if (alcf->mode == NGX_HTTP_APIKEY_OFF) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_apikey_lookup(r);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->status == AKC_STATUS_VALID
+        && ngx_http_apikey_scopes_allowed(alcf, ctx) != NGX_OK)
+    {
+        ctx->status = AKC_STATUS_FORBIDDEN;
+    }
+
+    /*
+     * as auth_request does: set the status variable explicitly, so that
+     * it is right after an internal redirect (error_page) as well
+     */
+
+    ngx_http_apikey_set_status(r, ctx->status);
+
+    if (ctx->status != AKC_STATUS_VALID) {
+        ngx_http_apikey_log_rejection(r, ctx);
+    }
+
+    if (alcf->mode == NGX_HTTP_APIKEY_OPTIONAL) {
+        return NGX_DECLINED;
+    }
+
+    switch (ctx->status) {
+
+    case AKC_STATUS_VALID:
+        return NGX_OK;
+
+    case AKC_STATUS_FORBIDDEN:
+        return NGX_HTTP_FORBIDDEN;
+
+    case AKC_STATUS_ERROR:
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+
+    default:
+        return ngx_http_apikey_unauthorized(r, alcf, ctx);
+    }
+}
+
+
+static ngx_http_apikey_ctx_t *
+ngx_http_apikey_lookup(ngx_http_request_t *r)
+{
+    ngx_str_t                    key;
+    ngx_http_apikey_ctx_t       *ctx;
+    ngx_http_apikey_loc_conf_t  *alcf;
+
+    /* at most one lookup per request: the outcome lives in the context */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+    if (ctx != NULL) {
+        return ctx;
+    }
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+
+    if (alcf->db == NULL) {
+        ctx->status = AKC_STATUS_NONE;
+        return ctx;
+    }
+
+    if (ngx_http_apikey_find_key(r, alcf, ctx, &key) != NGX_OK) {
+        return ctx;
+    }
+
+    ngx_http_apikey_check(r, alcf->db, ctx, &key);
+
+    return ctx;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_find_key(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx,
+    ngx_str_t *key)
+{
+    ngx_int_t                  rc;
+    ngx_uint_t                 i;
+    ngx_http_apikey_source_t  *src;
+
+    /* the first source that carries a key wins */
+
+    src = alcf->sources->elts;
+
+    for (i = 0; i < alcf->sources->nelts; i++) {
+
+        if (src[i].type == NGX_HTTP_APIKEY_SOURCE_HEADER) {
+            rc = ngx_http_apikey_header_key(r, &src[i], key);
+
+        } else {
+            rc = ngx_http_apikey_authorization_key(r, &src[i], key);
+        }
+
+        if (rc == NGX_DECLINED) {
+            continue;
+        }
+
+        ctx->source = &src[i];
+
+        if (rc != NGX_OK) {
+            ctx->status = AKC_STATUS_MALFORMED;
+            return NGX_DECLINED;
+        }
+
+        return NGX_OK;
+    }
+
+    ctx->status = AKC_STATUS_MISSING;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_header_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    found = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != src->name.len
+            || ngx_strncmp(h[i].lowcase_key, src->name.data, src->name.len)
+               != 0)
+        {
+            continue;
+        }
+
+        /*
+         * two copies of the key header: an upstream that reads the last
+         * one and nginx the first would disagree, so reject the request
+         */
+
+        if (found++) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "apikey: duplicate \"%V\" header", &h[i].key);
+            return NGX_ERROR;
+        }
+
+        *key = h[i].value;
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_authorization_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key)
+{
+    u_char           *p, *last;
+    ngx_table_elt_t  *h;
+
+    h = r->headers_in.authorization;
+
+    if (h == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p = h->value.data;
+    last = p + h->value.len;
+
+    if (h->value.len <= src->name.len
+        || ngx_strncasecmp(p, src->name.data, src->name.len) != 0
+        || p[src->name.len] != ' ')
+    {
+        /* another scheme, such as Basic: not ours */
+        return NGX_DECLINED;
+    }
+
+    p += src->name.len;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    key->data = p;
+    key->len = last - p;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
+    ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
+{
+    int                     rc, mdb_rc;
+    char                    hint[AKC_HINT_MAX_LEN + 1];
+    akc_record_t            rec;
+    akc_status_e            status;
+    ngx_http_apikey_env_t  *env;
+
+    if (akc_key_classify(key->data, key->len) == AKC_KEY_INVALID) {
+        ctx->status = AKC_STATUS_MALFORMED;
+        return;
+    }
+
+    env = ngx_http_apikey_env_usable(r->connection->log, db);
+    if (env == NULL) {
+        ctx->status = AKC_STATUS_ERROR;
+        return;
+    }
+
+    if (ngx_http_apikey_env_renew(r->connection->log, env) != NGX_OK) {
+        ctx->status = AKC_STATUS_ERROR;
+        return;
+    }
+
+    /* a location with another secret than the one checked at open */
+
+    if (ngx_memcmp(env->checked, db->secret->fingerprint,
+                   AKC_FINGERPRINT_LEN) != 0)
+    {
+        rc = akc_meta_check(env->txn, &env->dbs, &db->secret->secret);
+
+        if (rc != AKC_OK) {
+            mdb_txn_reset(env->txn);
+            ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+                          "apikey database \"%s\": %s with secret \"%V\"",
+                          env->path, akc_meta_strerror(rc),
+                          &db->secret->path);
+            ctx->status = AKC_STATUS_ERROR;
+            return;
+        }
+
+        ngx_memcpy(env->checked, db->secret->fingerprint,
+                   AKC_FINGERPRINT_LEN);
+    }
+
+    status = akc_check_key(env->txn, &env->dbs, &db->secret->secret,
+                           key->data, key->len, ngx_time(), &rec, &mdb_rc);
+
+    if (status == AKC_STATUS_ERROR) {
+        mdb_txn_reset(env->txn);
+        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
+                      "apikey database \"%s\": lookup failed (%d: %s)",
+                      env->path, mdb_rc, mdb_strerror(mdb_rc));
+        ctx->status = AKC_STATUS_ERROR;
+        return;
+    }
+
+    if (status == AKC_STATUS_MALFORMED || status == AKC_STATUS_UNKNOWN) {
+        mdb_txn_reset(env->txn);
+        ctx->status = status;
+
+        if (status == AKC_STATUS_UNKNOWN) {
+            ctx->hint.len = akc_key_hint(key->data, key->len, hint);
+            ctx->hint.data = ngx_pnalloc(r->pool, ctx->hint.len);
+            if (ctx->hint.data == NULL) {
+                ctx->hint.len = 0;
+                ctx->status = AKC_STATUS_ERROR;
+                return;
+            }
+            ngx_memcpy(ctx->hint.data, hint, ctx->hint.len);
+        }
+
+        return;
+    }
+
+    /* the record points into the map: copy it before the reset */
+
+    rc = ngx_http_apikey_copy_record(r, ctx, &rec);
+
+    mdb_txn_reset(env->txn);
+
+    ctx->status = (rc == NGX_OK) ? status : AKC_STATUS_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_copy_record(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx, akc_record_t *rec)
+{
+    if (ngx_http_apikey_copy_str(r, &ctx->id, &rec->id) != NGX_OK
+        || ngx_http_apikey_copy_str(r, &ctx->subject, &rec->subject)
+           != NGX_OK
+        || ngx_http_apikey_copy_str(r, &ctx->scopes, &rec->scopes) != NGX_OK
+        || ngx_http_apikey_copy_str(r, &ctx->plan, &rec->plan) != NGX_OK
+        || ngx_http_apikey_copy_str(r, &ctx->hint, &rec->hint) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (rec->expires == 0) {
+        return NGX_OK;
+    }
+
+    ctx->expires.data = ngx_pnalloc(r->pool, AKC_TIME_LEN + 1);
+    if (ctx->expires.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->expires.len = akc_time_format(rec->expires,
+                                       (char *) ctx->expires.data);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
+    akc_str_t *src)
+{
+    dst->len = src->len;
+
+    if (src->len == 0) {
+        dst->data = NULL;
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_scopes_allowed(ngx_http_apikey_loc_conf_t *alcf,
+    ngx_http_apikey_ctx_t *ctx)
+{
+    ngx_str_t   *scope;
+    akc_str_t    held;
+    ngx_uint_t   i;
+
+    if (alcf->scopes == NULL) {
+        return NGX_OK;
+    }
+
+    held.len = ctx->scopes.len;
+    held.data = (const char *) ctx->scopes.data;
+
+    scope = alcf->scopes->elts;
+
+    for (i = 0; i < alcf->scopes->nelts; i++) {
+        if (!akc_scopes_contain(&held, (const char *) scope[i].data,
+                                scope[i].len))
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_apikey_set_status(ngx_http_request_t *r, akc_status_e status)
+{
+    const char                   *name;
+    ngx_http_variable_value_t    *vv;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    if (amcf->status_index == NGX_ERROR) {
+        return;
+    }
+
+    name = akc_status_name(status);
+
+    vv = &r->variables[amcf->status_index];
+
+    vv->data = (u_char *) name;
+    vv->len = ngx_strlen(name);
+    vv->valid = 1;
+    vv->no_cacheable = 0;
+    vv->not_found = (vv->len == 0);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_unauthorized(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx)
+{
+    size_t            len;
+    u_char           *p;
+    ngx_str_t         scheme;
+    ngx_table_elt_t  *h;
+
+    /*
+     * challenge with the scheme the client used in Authorization, else
+     * with "ApiKey"; the response never depends on whether a key exists
+     */
+
+    if (ctx->source && ctx->source->type == NGX_HTTP_APIKEY_SOURCE_AUTH) {
+        scheme = ctx->source->name;
+
+    } else {
+        ngx_str_set(&scheme, "ApiKey");
+    }
+
+    len = scheme.len + sizeof(" realm=\"\"") - 1 + alcf->realm.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+    ngx_str_set(&h->key, "WWW-Authenticate");
+    h->value.data = p;
+    h->value.len = len;
+
+    p = ngx_copy(p, scheme.data, scheme.len);
+    p = ngx_cpymem(p, " realm=\"", sizeof(" realm=\"") - 1);
+    p = ngx_copy(p, alcf->realm.data, alcf->realm.len);
+    *p = '"';
+
+    r->headers_out.www_authenticate = h;
+
+    return NGX_HTTP_UNAUTHORIZED;
+}
+
+
+static void
+ngx_http_apikey_log_rejection(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx)
+{
+    /* client mistakes go to "info"; never a key, at most its hint */
+
+    switch (ctx->status) {
+
+    case AKC_STATUS_ERROR:
+        /* already logged where it happened */
+        return;
+
+    case AKC_STATUS_MISSING:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "apikey: no key in request");
+        return;
+
+    case AKC_STATUS_MALFORMED:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "apikey: malformed key in \"%V\"", &ctx->source->text);
+        return;
+
+    default:
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "apikey: key \"%V\" rejected: %s", &ctx->hint,
+                      akc_status_name(ctx->status));
+    }
+}
+
+
+static ngx_http_apikey_env_t *
+ngx_http_apikey_env_usable(ngx_log_t *log, ngx_http_apikey_db_t *db)
+{
+    time_t                  now;
+    ngx_file_info_t         fi;
+    ngx_http_apikey_env_t  *env;
+
+    env = db->env;
+    now = ngx_time();
+
+    if (env->env != NULL && now >= env->next_stat) {
+
+        /*
+         * at most once a second: has the path come to name another
+         * data.mdb (a symlink swap, or a database made anew)?
+         */
+
+        env->next_stat = now + 1;
+
+        if (ngx_file_info(env->data_path, &fi) == NGX_FILE_ERROR) {
+            ngx_http_apikey_env_close(env);
+            ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                      ngx_file_info_n " \"%s\" failed (%d: %s)",
+                                      env->data_path, ngx_errno,
+                                      strerror(ngx_errno));
+            env->next_open = now + 1;
+            return NULL;
+        }
+
+        if (fi.st_ino != env->ino || fi.st_dev != env->dev) {
+            ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                          "apikey database \"%s\" was replaced, reopening",
+                          env->path);
+            ngx_http_apikey_env_close(env);
+            env->next_open = 0;
+        }
+    }
+
+    if (env->env != NULL) {
+        return env;
+    }
+
+    /* fail closed, and retry at most about once a second */
+
+    if (now < env->next_open) {
+        return NULL;
+    }
+
+    env->next_open = now + 1;
+
+    if (ngx_http_apikey_env_open(log, env, db->secret) != NGX_OK) {
+        return NULL;
+    }
+
+    return env;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_env_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_http_apikey_secret_t *secret)
+{
+    int              rc;
+    u_char          *lock_path, *p;
+    size_t           len;
+    MDB_txn         *txn;
+    ngx_err_t        err;
+    ngx_file_info_t  fi;
+    mdb_filehandle_t fd;
+
+    /*
+     * never let a worker create the files: LMDB would make a lock.mdb
+     * of its own that the loader then cannot use
+     */
+
+    if (ngx_file_info(env->data_path, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  ngx_file_info_n " \"%s\" failed (%d: %s)",
+                                  env->path, env->data_path, err,
+                                  strerror(err));
+        return NGX_ERROR;
+    }
+
+    len = ngx_strlen(env->path);
+
+    lock_path = ngx_alloc(len + sizeof("/" AKC_LOCK_FILE), log);
+    if (lock_path == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = ngx_cpymem(lock_path, env->path, len);
+    ngx_memcpy(p, "/" AKC_LOCK_FILE, sizeof("/" AKC_LOCK_FILE));
+
+    if (ngx_file_info(lock_path, &fi) == NGX_FILE_ERROR) {
+        err = ngx_errno;
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  ngx_file_info_n " \"%s\" failed (%d: %s)",
+                                  env->path, lock_path, err, strerror(err));
+        ngx_free(lock_path);
+        return NGX_ERROR;
+    }
+
+    ngx_free(lock_path);
+
+    rc = mdb_env_create(&env->env);
+    if (rc != MDB_SUCCESS) {
+        env->env = NULL;
+        ngx_http_apikey_env_error(log, env, NGX_LOG_ALERT,
+                                  "mdb_env_create() failed (%d: %s)",
+                                  rc, mdb_strerror(rc));
+        return NGX_ERROR;
+    }
+
+    txn = NULL;
+
+    rc = mdb_env_set_maxdbs(env->env, AKC_MAXDBS);
+    if (rc != MDB_SUCCESS) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_ALERT,
+                                  "mdb_env_set_maxdbs() failed (%d: %s)",
+                                  rc, mdb_strerror(rc));
+        goto failed;
+    }
+
+    /* the map size is not set: the one stored in the file is adopted */
+
+    rc = mdb_env_open(env->env, (char *) env->path,
+                      MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0);
+    if (rc != MDB_SUCCESS) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "mdb_env_open() failed (%d: %s)",
+                                  env->path, rc, mdb_strerror(rc));
+        goto failed;
+    }
+
+    (void) mdb_reader_check(env->env, NULL);
+
+    rc = mdb_txn_begin(env->env, NULL, MDB_RDONLY, &txn);
+    if (rc != MDB_SUCCESS) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "mdb_txn_begin() failed (%d: %s)",
+                                  env->path, rc, mdb_strerror(rc));
+        goto failed;
+    }
+
+    rc = akc_dbs_open(txn, &env->dbs, 0);
+    if (rc == MDB_NOTFOUND) {
+        rc = AKC_EUNINIT;
+    }
+
+    if (rc == MDB_SUCCESS) {
+        rc = akc_meta_check(txn, &env->dbs, &secret->secret);
+    }
+
+    if (rc != AKC_OK) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "%s (secret \"%V\")", env->path,
+                                  akc_meta_strerror(rc), &secret->path);
+        goto failed;
+    }
+
+    /* a read-only commit keeps the database handles open */
+
+    rc = mdb_txn_commit(txn);
+    txn = NULL;
+
+    if (rc != MDB_SUCCESS) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "mdb_txn_commit() failed (%d: %s)",
+                                  env->path, rc, mdb_strerror(rc));
+        goto failed;
+    }
+
+    rc = mdb_env_get_fd(env->env, &fd);
+    if (rc != MDB_SUCCESS || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\": "
+                                  ngx_fd_info_n " failed", env->path);
+        goto failed;
+    }
+
+    env->dev = fi.st_dev;
+    env->ino = fi.st_ino;
+
+    /* the per-worker read transaction, renewed and reset per request */
+
+    rc = mdb_txn_begin(env->env, NULL, MDB_RDONLY, &env->txn);
+    if (rc != MDB_SUCCESS) {
+        env->txn = NULL;
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "mdb_txn_begin() failed (%d: %s)",
+                                  env->path, rc, mdb_strerror(rc));
+        goto failed;
+    }
+
+    mdb_txn_reset(env->txn);
+
+    ngx_memcpy(env->checked, secret->fingerprint, AKC_FINGERPRINT_LEN);
+
+    if (env->error[0] != '\0') {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "apikey database \"%s\" is usable again", env->path);
+        env->error[0] = '\0';
+    }
+
+    env->next_stat = ngx_time() + 1;
+
+    return NGX_OK;
+
+failed:
+
+    if (txn != NULL) {
+        mdb_txn_abort(txn);
+    }
+
+    ngx_http_apikey_env_close(env);
+
+    return NGX_ERROR;
+}
+
+
+static void
+ngx_http_apikey_env_close(ngx_http_apikey_env_t *env)
+{
+    if (env->txn != NULL) {
+        mdb_txn_abort(env->txn);
+        env->txn = NULL;
+    }
+
+    if (env->env != NULL) {
+        mdb_env_close(env->env);
+        env->env = NULL;
+    }
+}
+
+
+static void
+ngx_http_apikey_env_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_uint_t level, const char *fmt, ...)
+{
+    u_char   *p;
+    va_list   args;
+    u_char    buf[NGX_HTTP_APIKEY_ERRLEN];
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf) - 1, fmt, args);
+    va_end(args);
+
+    *p = '\0';
+
+    /* a failure is logged when it starts or changes, not once a second */
+
+    if (ngx_strcmp(buf, env->error) == 0) {
+        return;
+    }
+
+    ngx_memcpy(env->error, buf, p - buf + 1);
+
+    ngx_log_error(level, log, 0, "%s", buf);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env)
+{
+    int  rc;
+
+    rc = mdb_txn_renew(env->txn);
+
+    if (rc == MDB_MAP_RESIZED) {
+
+        /* apikeyctl grew the map: adopt the new size and renew again */
+
+        rc = mdb_env_set_mapsize(env->env, 0);
+
+        if (rc == MDB_SUCCESS) {
+            rc = mdb_txn_renew(env->txn);
+        }
+    }
+
+    if (rc == MDB_SUCCESS) {
+        return NGX_OK;
+    }
+
+    ngx_log_error(NGX_LOG_CRIT, log, 0,
+                  "apikey database \"%s\": mdb_txn_renew() failed (%d: %s)",
+                  env->path, rc, mdb_strerror(rc));
+
+    /* start afresh, about a second from now */
+
+    ngx_http_apikey_env_close(env);
+    env->next_open = ngx_time() + 1;
+
+    return NGX_ERROR;
+}
+
+
+static ngx_http_apikey_env_t *
+ngx_http_apikey_env_get(ngx_str_t *path)
+{
+    ngx_http_apikey_env_t  *env;
+
+    for (env = ngx_http_apikey_envs; env; env = env->next) {
+        if (ngx_strcmp(env->path, path->data) == 0) {
+            return env;
+        }
+    }
+
+    /* process memory, not a pool: these outlive the cycle */
+
+    env = ngx_calloc(sizeof(ngx_http_apikey_env_t), ngx_cycle->log);
+    if (env == NULL) {
+        return NULL;
+    }
+
+    env->path = ngx_alloc(path->len + 1, ngx_cycle->log);
+    env->data_path = ngx_alloc(path->len + sizeof("/" AKC_DATA_FILE),
+                               ngx_cycle->log);
+
+    if (env->path == NULL || env->data_path == NULL) {
+        ngx_free(env->path);
+        ngx_free(env->data_path);
+        ngx_free(env);
+        return NULL;
+    }
+
+    ngx_cpystrn(env->path, path->data, path->len + 1);
+    ngx_memcpy(ngx_cpymem(env->data_path, path->data, path->len),
+               "/" AKC_DATA_FILE, sizeof("/" AKC_DATA_FILE));
+
+    env->next = ngx_http_apikey_envs;
+    ngx_http_apikey_envs = env;
+
+    return env;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
+    uintptr_t data)
+{
+    const char             *name;
+    ngx_str_t              *s;
+    ngx_http_apikey_ctx_t  *ctx;
+
+    ctx = ngx_http_apikey_lookup(r);
+    if (ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    s = NULL;
+
+    switch (data) {
+
+    case NGX_HTTP_APIKEY_VAR_STATUS:
+        name = akc_status_name(ctx->status);
+        v->data = (u_char *) name;
+        v->len = ngx_strlen(name);
+        break;
+
+    case NGX_HTTP_APIKEY_VAR_SOURCE:
+        s = ctx->source ? &ctx->source->text : NULL;
+        break;
+
+    default:
+        if (ctx->status != AKC_STATUS_VALID
+            && ctx->status != AKC_STATUS_FORBIDDEN
+            && data != NGX_HTTP_APIKEY_VAR_HINT)
+        {
+            /* identity only for keys that were accepted */
+            break;
+        }
+
+        switch (data) {
+        case NGX_HTTP_APIKEY_VAR_ID:
+            s = &ctx->id;
+            break;
+        case NGX_HTTP_APIKEY_VAR_SUBJECT:
+            s = &ctx->subject;
+            break;
+        case NGX_HTTP_APIKEY_VAR_SCOPES:
+            s = &ctx->scopes;
+            break;
+        case NGX_HTTP_APIKEY_VAR_PLAN:
+            s = &ctx->plan;
+            break;
+        case NGX_HTTP_APIKEY_VAR_EXPIRES:
+            s = &ctx->expires;
+            break;
+        default: /* NGX_HTTP_APIKEY_VAR_HINT */
+            s = &ctx->hint;
+            break;
+        }
+    }
+
+    if (data != NGX_HTTP_APIKEY_VAR_STATUS) {
+        if (s == NULL || s->len == 0) {
+            v->not_found = 1;
+            return NGX_OK;
+        }
+
+        v->data = s->data;
+        v->len = s->len;
+    }
+
+    if (v->len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_apikey_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_main_conf_t));
+    if (amcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&amcf->secrets, cf->pool, 1,
+                       sizeof(ngx_http_apikey_secret_t *))
+        != NGX_OK
+        || ngx_array_init(&amcf->dbs, cf->pool, 1,
+                          sizeof(ngx_http_apikey_db_t *))
+           != NGX_OK)
+    {
+        return NULL;
+    }
+
+    amcf->status_index = NGX_ERROR;
+
+    return amcf;
+}
+
+
+static void *
+ngx_http_apikey_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_apikey_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->db_path = { 0, NULL };
+     *     conf->db = NULL;
+     *     conf->realm = { 0, NULL };
+     */
+
+    conf->mode = NGX_CONF_UNSET_UINT;
+    conf->secret = NGX_CONF_UNSET_PTR;
+    conf->sources = NGX_CONF_UNSET_PTR;
+    conf->scopes = NGX_CONF_UNSET_PTR;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_apikey_loc_conf_t *prev = parent;
+    ngx_http_apikey_loc_conf_t *conf = child;
+
+    ngx_str_t                  path;
+    ngx_http_apikey_source_t  *src;
+
+    ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_APIKEY_OFF);
+    ngx_conf_merge_str_value(conf->db_path, prev->db_path, "");
+    ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
+    ngx_conf_merge_ptr_value(conf->scopes, prev->scopes, NULL);
+    ngx_conf_merge_str_value(conf->realm, prev->realm, "api");
+
+    if (conf->sources == NGX_CONF_UNSET_PTR) {
+
+        if (prev->sources == NGX_CONF_UNSET_PTR) {
+
+            /* the default: header=X-API-Key authorization=Bearer */
+
+            prev->sources = ngx_array_create(cf->pool, 2,
+                                             sizeof(ngx_http_apikey_source_t));
+            if (prev->sources == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            src = ngx_array_push_n(prev->sources, 2);
+            if (src == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            src[0].type = NGX_HTTP_APIKEY_SOURCE_HEADER;
+            ngx_str_set(&src[0].name, "x-api-key");
+            ngx_str_set(&src[0].text, "header=X-API-Key");
+
+            src[1].type = NGX_HTTP_APIKEY_SOURCE_AUTH;
+            ngx_str_set(&src[1].name, "Bearer");
+            ngx_str_set(&src[1].text, "authorization=Bearer");
+        }
+
+        conf->sources = prev->sources;
+    }
+
+    if (conf->mode == NGX_HTTP_APIKEY_OFF
+        && conf->db_path.len == 0 && conf->secret == NULL)
+    {
+        /* nothing configured here: no lookups, the variables are empty */
+        return NGX_CONF_OK;
+    }
+
+    if (conf->secret == NULL) {
+        ngx_str_set(&path, NGX_HTTP_APIKEY_DEFAULT_SECRET);
+
+        conf->secret = ngx_http_apikey_load_secret(cf, &path);
+        if (conf->secret == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->db_path.len == 0) {
+        ngx_str_set(&conf->db_path, NGX_HTTP_APIKEY_DEFAULT_DB);
+    }
+
+    if (prev->db != NULL && prev->secret == conf->secret
+        && prev->db_path.len == conf->db_path.len
+        && ngx_strncmp(prev->db_path.data, conf->db_path.data,
+                       conf->db_path.len) == 0)
+    {
+        conf->db = prev->db;
+        return NGX_CONF_OK;
+    }
+
+    conf->db = ngx_http_apikey_add_db(cf, &conf->db_path, conf->secret);
+    if (conf->db == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_apikey_secret_t *
+ngx_http_apikey_load_secret(ngx_conf_t *cf, ngx_str_t *path)
+{
+    char                          err[NGX_HTTP_APIKEY_ERRLEN];
+    ngx_str_t                     full;
+    ngx_uint_t                    i;
+    ngx_pool_cleanup_t           *cln;
+    ngx_http_apikey_secret_t     *secret, **sp;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    full = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &full, 1) != NGX_OK) {
+        return NULL;
+    }
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    sp = amcf->secrets.elts;
+
+    for (i = 0; i < amcf->secrets.nelts; i++) {
+        if (sp[i]->path.len == full.len
+            && ngx_strncmp(sp[i]->path.data, full.data, full.len) == 0)
+        {
+            return sp[i];
+        }
+    }
+
+    /* the file is read here, in the master, before privileges drop */
+
+    secret = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_secret_t));
+    if (secret == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    cln->handler = ngx_http_apikey_cleanup_secret;
+    cln->data = secret;
+
+    secret->path = full;
+
+    if (akc_secret_load(&secret->secret, (char *) full.data, err,
+                        sizeof(err))
+        != AKC_OK)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "cannot load apikey secret \"%V\": %s",
+                           &full, err);
+        return NULL;
+    }
+
+    akc_secret_fingerprint(&secret->secret, secret->fingerprint);
+
+    sp = ngx_array_push(&amcf->secrets);
+    if (sp == NULL) {
+        return NULL;
+    }
+
+    *sp = secret;
+
+    return secret;
+}
+
+
+static ngx_http_apikey_db_t *
+ngx_http_apikey_add_db(ngx_conf_t *cf, ngx_str_t *path,
+    ngx_http_apikey_secret_t *secret)
+{
+    ngx_str_t                     full;
+    ngx_uint_t                    i;
+    ngx_http_apikey_db_t         *db, **dbp;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    full = *path;
+
+    if (ngx_conf_full_name(cf->cycle, &full, 0) != NGX_OK) {
+        return NULL;
+    }
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    dbp = amcf->dbs.elts;
+
+    for (i = 0; i < amcf->dbs.nelts; i++) {
+        if (dbp[i]->path.len != full.len
+            || ngx_strncmp(dbp[i]->path.data, full.data, full.len) != 0)
+        {
+            continue;
+        }
+
+        if (dbp[i]->secret == secret) {
+            return dbp[i];
+        }
+
+        if (ngx_memcmp(dbp[i]->secret->fingerprint, secret->fingerprint,
+                       AKC_FINGERPRINT_LEN) != 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "apikey database \"%V\" is used with two "
+                               "different secrets, \"%V\" and \"%V\"",
+                               &full, &dbp[i]->secret->path, &secret->path);
+            return NULL;
+        }
+    }
+
+    db = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_db_t));
+    if (db == NULL) {
+        return NULL;
+    }
+
+    db->path = full;
+    db->secret = secret;
+
+    /* the process-wide entry; the environment is opened in workers only */
+
+    db->env = ngx_http_apikey_env_get(&full);
+    if (db->env == NULL) {
+        return NULL;
+    }
+
+    dbp = ngx_array_push(&amcf->dbs);
+    if (dbp == NULL) {
+        return NULL;
+    }
+
+    *dbp = db;
+
+    return db;
+}
+
+
+static void
+ngx_http_apikey_cleanup_secret(void *data)
+{
+    ngx_http_apikey_secret_t  *secret = data;
+
+    ngx_explicit_memzero(&secret->secret, sizeof(akc_secret_t));
+}
+
+
+static ngx_int_t
+ngx_http_apikey_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt          *h;
+    ngx_http_core_main_conf_t    *cmcf;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    if (akc_init() != AKC_OK) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "sodium_init() failed");
+        return NGX_ERROR;
+    }
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    amcf->status_index = ngx_http_get_variable_index(cf,
+                                                 &ngx_http_apikey_status_name);
+    if (amcf->status_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_apikey_handler;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_apikey(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_loc_conf_t *alcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (alcf->mode != NGX_CONF_UNSET_UINT) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    for (i = 0; ngx_http_apikey_modes[i].name.len; i++) {
+        if (value[1].len == ngx_http_apikey_modes[i].name.len
+            && ngx_strcmp(value[1].data, ngx_http_apikey_modes[i].name.data)
+               == 0)
+        {
+            alcf->mode = ngx_http_apikey_modes[i].value;
+            return NGX_CONF_OK;
+        }
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\", it must be \"on\", \"off\" "
+                       "or \"optional\"", &value[1]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_apikey_secret(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_loc_conf_t *alcf = conf;
+
+    ngx_str_t  *value;
+
+    if (alcf->secret != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    alcf->secret = ngx_http_apikey_load_secret(cf, &value[1]);
+    if (alcf->secret == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_loc_conf_t *alcf = conf;
+
+    u_char                    *eq;
+    ngx_str_t                 *value, kind;
+    ngx_uint_t                 i, j;
+    ngx_http_apikey_source_t  *src;
+
+    if (alcf->sources != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    alcf->sources = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                     sizeof(ngx_http_apikey_source_t));
+    if (alcf->sources == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        eq = ngx_strlchr(value[i].data, value[i].data + value[i].len, '=');
+
+        if (eq == NULL || eq == value[i].data + value[i].len - 1) {
+            goto invalid;
+        }
+
+        kind.data = value[i].data;
+        kind.len = eq - value[i].data;
+
+        src = ngx_array_push(alcf->sources);
+        if (src == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        src->text = value[i];
+        src->name.data = eq + 1;
+        src->name.len = value[i].data + value[i].len - (eq + 1);
+
+        for (j = 0; j < src->name.len; j++) {
+            if (src->name.data[j] <= ' ' || src->name.data[j] >= 0x7f
+                || src->name.data[j] == ':')
+            {
+                goto invalid;
+            }
+        }
+
+        if (kind.len == 6 && ngx_strncmp(kind.data, "header", 6) == 0) {
+
+            if (src->name.len == 13
+                && ngx_strncasecmp(src->name.data, (u_char *) "authorization",
+                                   13) == 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "use \"authorization=SCHEME\" instead of "
+                                   "\"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            src->type = NGX_HTTP_APIKEY_SOURCE_HEADER;
+
+            /* compared with the lowercased name nginx keeps per header */
+
+            src->name.data = ngx_pstrdup(cf->pool, &src->name);
+            if (src->name.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_strlow(src->name.data, src->name.data, src->name.len);
+
+        } else if (kind.len == 13
+                   && ngx_strncmp(kind.data, "authorization", 13) == 0)
+        {
+            src->type = NGX_HTTP_APIKEY_SOURCE_AUTH;
+
+        } else {
+            goto invalid;
+        }
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid value \"%V\", it must be \"header=NAME\" "
+                       "or \"authorization=SCHEME\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    /* the realm is sent inside a quoted string */
+
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] < ' ' || value[1].data[i] == 0x7f
+            || value[1].data[i] == '"' || value[1].data[i] == '\\')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\"", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return ngx_conf_set_str_slot(cf, cmd, conf);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                    i;
+    ngx_http_apikey_db_t        **db;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    /* not in the master, nor in the cache manager and loader */
+
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_apikey_module);
+    if (amcf == NULL) {
+        return NGX_OK;
+    }
+
+    /*
+     * open every database now; a failure is logged and retried by
+     * requests, never fatal: a worker that fails here is not respawned
+     */
+
+    db = amcf->dbs.elts;
+
+    for (i = 0; i < amcf->dbs.nelts; i++) {
+        if (db[i]->env->env == NULL) {
+            db[i]->env->next_open = ngx_time() + 1;
+            (void) ngx_http_apikey_env_open(cycle->log, db[i]->env,
+                                            db[i]->secret);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_apikey_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_apikey_env_t  *env;
+
+    for (env = ngx_http_apikey_envs; env; env = env->next) {
+        ngx_http_apikey_env_close(env);
+    }
+}

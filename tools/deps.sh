@@ -1,0 +1,54 @@
+#!/bin/sh
+#
+# Installs the Debian packages the build, the tests and the demo need.
+# As root on Debian or Ubuntu, missing packages are installed with
+# apt-get; otherwise the exact command to run is printed.
+#
+# usage: tools/deps.sh [build|test|bench]
+
+set -e
+
+what=${1:-build}
+
+pkgs="nginx nginx-dev liblmdb-dev libsodium-dev zlib1g-dev libjansson-dev
+      libcsv-dev pkg-config make gcc"
+
+case "$what" in
+test)
+    pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck"
+    ;;
+bench)
+    pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils"
+    ;;
+esac
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+    echo "apikey: not a Debian system; install the equivalents of:" >&2
+    echo "  $pkgs" | tr -s ' \n' ' ' >&2
+    echo >&2
+    exit 0
+fi
+
+missing=
+for p in $pkgs; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null \
+         | grep -q "install ok installed"
+    then
+        missing="$missing $p"
+    fi
+done
+
+[ -z "$missing" ] && exit 0
+
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "apikey: missing Debian packages:$missing" >&2
+    echo "apikey: run as root: apt-get install$missing" >&2
+    exit 1
+fi
+
+echo "apikey: installing:$missing" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >&2
+
