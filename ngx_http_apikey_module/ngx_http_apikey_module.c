@@ -505,13 +505,15 @@ ngx_http_apikey_authorization_key(ngx_http_request_t *r,
     p = h->value.data;
     last = p + h->value.len;
 
-    if (h->value.len <= src->name.len
+    if (h->value.len < src->name.len
         || ngx_strncasecmp(p, src->name.data, src->name.len) != 0
-        || p[src->name.len] != ' ')
+        || (h->value.len > src->name.len && p[src->name.len] != ' '))
     {
         /* another scheme, such as Basic: not ours */
         return NGX_DECLINED;
     }
+
+    /* "Bearer" alone (nginx trims trailing spaces) is an empty key */
 
     p += src->name.len;
 

@@ -1,0 +1,396 @@
+package Apikey::Harness;
+
+# A small harness for the integration tests, modelled on nginx-tests:
+# a temporary prefix, a real nginx binary loading the built module, a
+# real database made by the real apikeyctl, real HTTP over 127.0.0.1.
+# Core Perl only.
+
+use strict;
+use warnings;
+
+use Exporter qw(import);
+use Cwd qw(abs_path);
+use File::Basename qw(dirname);
+use File::Temp qw(tempdir);
+use IO::Select;
+use IO::Socket::INET;
+use POSIX qw(WNOHANG);
+use Test::More;
+use Time::HiRes qw(sleep time);
+
+our @EXPORT_OK = qw(http_get http_raw);
+
+my $root = abs_path(dirname(__FILE__) . '/../../..');
+
+sub new {
+    my ($class, %opts) = @_;
+
+    my $build = $ENV{APIKEY_BUILD} || "$root/build";
+    my $self = bless {
+        nginx     => $ENV{NGINX} || '/usr/sbin/nginx',
+        module    => "$build/ngx_http_apikey_module.so",
+        apikeyctl => "$build/apikeyctl",
+        root      => $root,
+        %opts,
+    }, $class;
+
+    $self->{prefix} = tempdir('apikey-test-XXXXXX', TMPDIR => 1,
+                              CLEANUP => !$ENV{TEST_APIKEY_LEAVE});
+    chmod 0755, $self->{prefix};
+    mkdir "$self->{prefix}/logs";
+
+    $self->{db} = "$self->{prefix}/db";
+    $self->{secret} = "$self->{prefix}/apikey.secret";
+    $self->{ports} = [];
+
+    return $self;
+}
+
+# skip the whole file, with a reason, when something it needs is missing
+
+sub require_all {
+    my ($self) = @_;
+
+    plan(skip_all => "no nginx binary at $self->{nginx}")
+        unless -x $self->{nginx};
+    plan(skip_all => "module not built at $self->{module} (run make)")
+        unless -f $self->{module};
+    plan(skip_all => "apikeyctl not built at $self->{apikeyctl} (run make)")
+        unless -x $self->{apikeyctl};
+
+    return $self;
+}
+
+sub require_apikeyctl {
+    my ($self) = @_;
+
+    plan(skip_all => "apikeyctl not built at $self->{apikeyctl} (run make)")
+        unless -x $self->{apikeyctl};
+
+    return $self;
+}
+
+sub prefix { $_[0]->{prefix} }
+sub db { $_[0]->{db} }
+sub secret { $_[0]->{secret} }
+
+# workers run as nobody when the tests run as root, as in CI
+
+sub worker_user {
+    return $> == 0 ? 'nobody' : undef;
+}
+
+# a free TCP port on 127.0.0.1: bind to 0, read it back, release it
+
+sub port {
+    my ($self, $n) = @_;
+
+    $n //= 0;
+
+    while (@{$self->{ports}} <= $n) {
+        my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1',
+                                      LocalPort => 0, Proto => 'tcp',
+                                      ReuseAddr => 1)
+            or die "cannot find a free port: $!";
+        push @{$self->{ports}}, $s->sockport();
+        close $s;
+    }
+
+    return $self->{ports}[$n];
+}
+
+# apikeyctl: returns (exit code, stdout, stderr); stdin from $opts{input}
+
+sub ctl {
+    my ($self, @args) = @_;
+
+    my %opts;
+    %opts = %{shift @args} if ref $args[0] eq 'HASH';
+
+    my $dir = $self->{prefix};
+    my ($in, $out, $err) = map { "$dir/ctl.$_" } qw(in out err);
+
+    open my $fh, '>', $in or die "$in: $!";
+    print $fh $opts{input} // '';
+    close $fh;
+
+    my @cmd = ($self->{apikeyctl}, '-d', $opts{db} // $self->{db},
+               '-s', $opts{secret} // $self->{secret}, @args);
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', $in or die;
+        open STDOUT, '>', $out or die;
+        open STDERR, '>', $err or die;
+        exec @cmd or die "exec $cmd[0]: $!";
+    }
+
+    waitpid($pid, 0);
+    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+
+    return ($rc, slurp($out), slurp($err));
+}
+
+# apikeyctl that must succeed; returns stdout
+
+sub ctl_ok {
+    my ($self, @args) = @_;
+
+    my ($rc, $out, $err) = $self->ctl(@args);
+
+    die "apikeyctl @args: exit $rc: $err" if $rc != 0;
+
+    return $out;
+}
+
+sub init_db {
+    my ($self, @args) = @_;
+
+    my $user = worker_user();
+    push @args, '--user', $user if defined $user;
+
+    return $self->ctl_ok('init', @args);
+}
+
+# generate one key, returns the plaintext key
+
+sub gen {
+    my ($self, @args) = @_;
+
+    my $key = $self->ctl_ok('gen', @args);
+    chomp $key;
+
+    return $key;
+}
+
+# the configuration: %%PORT%%, %%PORT_1%%..., %%DB%%, %%SECRET%%,
+# %%PREFIX%% are replaced; the main context is made here
+
+sub write_config {
+    my ($self, $http, %opts) = @_;
+
+    my $user = worker_user();
+    my $conf = '';
+
+    $conf .= "user $user nogroup;\n" if defined $user;
+    $conf .= <<"EOF";
+load_module $self->{module};
+daemon off;
+master_process on;
+worker_processes 1;
+pid $self->{prefix}/nginx.pid;
+error_log $self->{prefix}/logs/error.log info;
+EOF
+    $conf .= $opts{main} // '';
+    $conf .= "events { worker_connections 256; }\n";
+    $conf .= "http {\n";
+    $conf .= "    access_log off;\n" unless $opts{access_log};
+    $conf .= "    client_body_temp_path $self->{prefix}/tmp;\n";
+    $conf .= "    proxy_temp_path $self->{prefix}/tmp;\n";
+    $conf .= $http;
+    $conf .= "}\n";
+
+    $conf =~ s/%%PORT_(\d+)%%/$self->port($1)/ge;
+    $conf =~ s/%%PORT%%/$self->port(0)/ge;
+    $conf =~ s/%%DB%%/$self->{db}/g;
+    $conf =~ s/%%SECRET%%/$self->{secret}/g;
+    $conf =~ s/%%PREFIX%%/$self->{prefix}/g;
+
+    mkdir "$self->{prefix}/tmp";
+    chmod 0777, "$self->{prefix}/tmp";
+
+    open my $fh, '>', "$self->{prefix}/nginx.conf" or die $!;
+    print $fh $conf;
+    close $fh;
+
+    return $self;
+}
+
+# nginx -t: returns (exit code, output)
+
+sub nginx_test {
+    my ($self) = @_;
+
+    my $out = `$self->{nginx} -t -p $self->{prefix}/ -e $self->{prefix}/logs/test.log -c $self->{prefix}/nginx.conf 2>&1`;
+
+    return ($? >> 8, $out);
+}
+
+sub start {
+    my ($self) = @_;
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', "$self->{prefix}/logs/stderr.log";
+        open STDERR, '>&', \*STDOUT;
+        exec $self->{nginx}, '-p', "$self->{prefix}/",
+            '-e', "$self->{prefix}/logs/error.log",
+            '-c', "$self->{prefix}/nginx.conf"
+            or die "exec: $!";
+    }
+
+    $self->{pid} = $pid;
+
+    # wait for the first port to accept, up to 5 seconds
+
+    for (1 .. 100) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $self->port(0));
+        if ($s) {
+            close $s;
+            return $self;
+        }
+
+        if (waitpid($pid, WNOHANG) == $pid) {
+            delete $self->{pid};
+            die "nginx exited at start:\n" . $self->error_log()
+                . slurp("$self->{prefix}/logs/stderr.log");
+        }
+
+        sleep 0.05;
+    }
+
+    die "nginx did not start:\n" . $self->error_log();
+}
+
+sub stop {
+    my ($self) = @_;
+
+    my $pid = delete $self->{pid} or return $self;
+
+    kill 'QUIT', $pid;
+
+    for (1 .. 100) {
+        return $self if waitpid($pid, WNOHANG) == $pid;
+        sleep 0.05;
+    }
+
+    kill 'TERM', $pid;
+    sleep 0.5;
+    kill 'KILL', $pid;
+    waitpid($pid, 0);
+
+    return $self;
+}
+
+sub DESTROY {
+    my ($self) = @_;
+    local $?;
+    $self->stop() if $self->{pid};
+}
+
+sub error_log {
+    my ($self) = @_;
+    return slurp("$self->{prefix}/logs/error.log");
+}
+
+sub access_log {
+    my ($self) = @_;
+    return slurp("$self->{prefix}/logs/access.log");
+}
+
+# every integration test ends with this: no alert, no emerg, no crash
+
+sub check_log {
+    my ($self, %allow) = @_;
+
+    my $log = $self->error_log();
+
+    my @alerts = $log =~ /^.*\[alert\].*$/mg;
+    @alerts = grep { !/$allow{alert}/ } @alerts if $allow{alert};
+
+    is(join("\n", @alerts), '', 'no alerts in error log');
+    is(join("\n", $log =~ /^.*\[emerg\].*$/mg), '', 'no emerg in error log');
+    is(join("\n", $log =~ /^.*(?:exited on signal|Sanitizer|core dumped)
+                           .*$/mgx),
+       '', 'no crashes in error log');
+}
+
+sub slurp {
+    my ($file) = @_;
+
+    open my $fh, '<', $file or return '';
+    local $/;
+    my $s = <$fh>;
+    close $fh;
+
+    return $s // '';
+}
+
+# HTTP/1.0 over a fresh connection; returns a hash of status, headers
+# (lowercased names, arrays of values), body and the raw response
+
+sub http_raw {
+    my ($port, $request) = @_;
+
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
+                                  Timeout => 5)
+        or die "connect: $!";
+
+    print $s $request;
+
+    my $raw = '';
+    my $sel = IO::Select->new($s);
+
+    while ($sel->can_read(5)) {
+        my $n = sysread($s, my $buf, 65536);
+        last unless $n;
+        $raw .= $buf;
+    }
+
+    close $s;
+
+    my ($head, $body) = split /\r\n\r\n/, $raw, 2;
+    my %r = (raw => $raw, body => $body // '', headers => {});
+
+    my @lines = split /\r\n/, $head // '';
+    my $status_line = shift @lines // '';
+    ($r{status}) = $status_line =~ m{^HTTP/\d\.\d (\d+)};
+    $r{status} //= 0;
+
+    for (@lines) {
+        my ($k, $v) = /^([^:]+):\s*(.*)$/ or next;
+        push @{$r{headers}{lc $k}}, $v;
+    }
+
+    return \%r;
+}
+
+sub http_get {
+    my ($port, $uri, @headers) = @_;
+
+    my $req = "GET $uri HTTP/1.0\r\nHost: localhost\r\n";
+
+    while (my ($k, $v) = splice(@headers, 0, 2)) {
+        $req .= "$k: $v\r\n";
+    }
+
+    return http_raw($port, "$req\r\n");
+}
+
+# the same, as a method on the first port
+
+sub get {
+    my ($self, $uri, @headers) = @_;
+    return http_get($self->port(0), $uri, @headers);
+}
+
+# retry a GET until $cond->($response) holds or $timeout seconds pass
+
+sub wait_for {
+    my ($self, $timeout, $cond, $uri, @headers) = @_;
+
+    my $end = time() + $timeout;
+    my $r;
+
+    while (1) {
+        $r = $self->get($uri, @headers);
+        return $r if $cond->($r) || time() > $end;
+        sleep 0.1;
+    }
+}
+
+1;
