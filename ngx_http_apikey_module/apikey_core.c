@@ -453,6 +453,10 @@ akc_scopes_contain(const akc_str_t *scopes, const char *scope, size_t len)
 {
     const char  *p, *end, *comma;
 
+    if (scopes->len == 0) {
+        return 0;
+    }
+
     p = scopes->data;
     end = p + scopes->len;
 
@@ -753,6 +757,10 @@ akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out)
         for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++) {
             /* void */
         }
+
+        if (s[i - 1] == '.') {
+            return AKC_ERROR;
+        }
     }
 
     oh = 0;
@@ -798,6 +806,7 @@ akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out)
 size_t
 akc_time_format(int64_t t, char out[AKC_TIME_LEN + 1])
 {
+    size_t     n;
     time_t     tt;
     struct tm  tm;
 
@@ -808,7 +817,15 @@ akc_time_format(int64_t t, char out[AKC_TIME_LEN + 1])
         return 0;
     }
 
-    return strftime(out, AKC_TIME_LEN + 1, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    n = strftime(out, AKC_TIME_LEN + 1, "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    /* past 9999 the result does not fit, and out is left unterminated */
+
+    if (n == 0) {
+        out[0] = '\0';
+    }
+
+    return n;
 }
 
 
