@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <lmdb.h>
+#include <sodium.h>
 
 
 #define AKC_FORMAT_VERSION      1
@@ -102,8 +103,12 @@ typedef struct {
 } akc_str_t;
 
 
+/* after changing bytes, call akc_secret_prepare(); parsing does */
+
 typedef struct {
     unsigned char           bytes[AKC_SECRET_LEN];
+    unsigned char           prepared[
+                                sizeof(crypto_generichash_blake2b_state)];
 } akc_secret_t;
 
 
@@ -130,6 +135,7 @@ typedef struct {
 int akc_init(void);
 
 int akc_secret_parse(akc_secret_t *secret, const char *text, size_t len);
+void akc_secret_prepare(akc_secret_t *secret);
 int akc_secret_load(akc_secret_t *secret, const char *path, char *err,
     size_t errlen);
 void akc_secret_format(const akc_secret_t *secret,
@@ -177,6 +183,9 @@ int akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
 const char *akc_meta_strerror(int rc);
 
 akc_status_e akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs,
+    const akc_secret_t *secret, const unsigned char *key, size_t len,
+    int64_t now, akc_record_t *rec, int *mdb_rc);
+akc_status_e akc_lookup_key(MDB_txn *txn, const akc_dbs_t *dbs,
     const akc_secret_t *secret, const unsigned char *key, size_t len,
     int64_t now, akc_record_t *rec, int *mdb_rc);
 

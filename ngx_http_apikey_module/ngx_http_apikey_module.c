@@ -116,6 +116,7 @@ typedef struct {
     ngx_str_t                   plan;
     ngx_str_t                   expires;
     ngx_str_t                   hint;
+    ngx_str_t                   unknown;    /* the unknown key, for a hint */
 } ngx_http_apikey_ctx_t;
 
 
@@ -132,8 +133,10 @@ static void ngx_http_apikey_check(ngx_http_request_t *r,
     ngx_http_apikey_db_t *db, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_copy_record(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, akc_record_t *rec);
-static ngx_int_t ngx_http_apikey_copy_str(ngx_http_request_t *r,
-    ngx_str_t *dst, akc_str_t *src);
+static u_char *ngx_http_apikey_copy_str(u_char *p, ngx_str_t *dst,
+    akc_str_t *src);
+static ngx_str_t *ngx_http_apikey_hint(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_scopes_allowed(
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
 static void ngx_http_apikey_set_status(ngx_http_request_t *r,
@@ -537,12 +540,16 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
 {
     int                     rc, mdb_rc;
-    char                    hint[AKC_HINT_MAX_LEN + 1];
     akc_record_t            rec;
     akc_status_e            status;
+    akc_key_kind_e          kind;
     ngx_http_apikey_env_t  *env;
 
-    if (akc_key_classify(key->data, key->len) == AKC_KEY_INVALID) {
+    /* the shape and checksum are checked without touching the database */
+
+    kind = akc_key_classify(key->data, key->len);
+
+    if (kind == AKC_KEY_INVALID || kind == AKC_KEY_BAD_CHECKSUM) {
         ctx->status = AKC_STATUS_MALFORMED;
         return;
     }
@@ -579,8 +586,8 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
                    AKC_FINGERPRINT_LEN);
     }
 
-    status = akc_check_key(env->txn, &env->dbs, &db->secret->secret,
-                           key->data, key->len, ngx_time(), &rec, &mdb_rc);
+    status = akc_lookup_key(env->txn, &env->dbs, &db->secret->secret,
+                            key->data, key->len, ngx_time(), &rec, &mdb_rc);
 
     if (status == AKC_STATUS_ERROR) {
         mdb_txn_reset(env->txn);
@@ -591,20 +598,12 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         return;
     }
 
-    if (status == AKC_STATUS_MALFORMED || status == AKC_STATUS_UNKNOWN) {
+    if (status == AKC_STATUS_UNKNOWN) {
         mdb_txn_reset(env->txn);
         ctx->status = status;
 
-        if (status == AKC_STATUS_UNKNOWN) {
-            ctx->hint.len = akc_key_hint(key->data, key->len, hint);
-            ctx->hint.data = ngx_pnalloc(r->pool, ctx->hint.len);
-            if (ctx->hint.data == NULL) {
-                ctx->hint.len = 0;
-                ctx->status = AKC_STATUS_ERROR;
-                return;
-            }
-            ngx_memcpy(ctx->hint.data, hint, ctx->hint.len);
-        }
+        /* its hint is made only if a log line or variable asks for it */
+        ctx->unknown = *key;
 
         return;
     }
@@ -623,51 +622,62 @@ static ngx_int_t
 ngx_http_apikey_copy_record(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, akc_record_t *rec)
 {
-    if (ngx_http_apikey_copy_str(r, &ctx->id, &rec->id) != NGX_OK
-        || ngx_http_apikey_copy_str(r, &ctx->subject, &rec->subject)
-           != NGX_OK
-        || ngx_http_apikey_copy_str(r, &ctx->scopes, &rec->scopes) != NGX_OK
-        || ngx_http_apikey_copy_str(r, &ctx->plan, &rec->plan) != NGX_OK
-        || ngx_http_apikey_copy_str(r, &ctx->hint, &rec->hint) != NGX_OK)
-    {
+    u_char  *p;
+
+    /* one allocation for every string of the record */
+
+    p = ngx_pnalloc(r->pool, rec->id.len + rec->subject.len + rec->scopes.len
+                             + rec->plan.len + rec->hint.len
+                             + (rec->expires ? AKC_TIME_LEN + 1 : 0));
+    if (p == NULL) {
         return NGX_ERROR;
     }
 
-    if (rec->expires == 0) {
-        return NGX_OK;
-    }
+    p = ngx_http_apikey_copy_str(p, &ctx->id, &rec->id);
+    p = ngx_http_apikey_copy_str(p, &ctx->subject, &rec->subject);
+    p = ngx_http_apikey_copy_str(p, &ctx->scopes, &rec->scopes);
+    p = ngx_http_apikey_copy_str(p, &ctx->plan, &rec->plan);
+    p = ngx_http_apikey_copy_str(p, &ctx->hint, &rec->hint);
 
-    ctx->expires.data = ngx_pnalloc(r->pool, AKC_TIME_LEN + 1);
-    if (ctx->expires.data == NULL) {
-        return NGX_ERROR;
+    if (rec->expires) {
+        ctx->expires.data = p;
+        ctx->expires.len = akc_time_format(rec->expires, (char *) p);
     }
-
-    ctx->expires.len = akc_time_format(rec->expires,
-                                       (char *) ctx->expires.data);
 
     return NGX_OK;
 }
 
 
-static ngx_int_t
-ngx_http_apikey_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
-    akc_str_t *src)
+static u_char *
+ngx_http_apikey_copy_str(u_char *p, ngx_str_t *dst, akc_str_t *src)
 {
     dst->len = src->len;
+    dst->data = p;
 
-    if (src->len == 0) {
-        dst->data = NULL;
-        return NGX_OK;
+    return ngx_cpymem(p, src->data, src->len);
+}
+
+
+static ngx_str_t *
+ngx_http_apikey_hint(ngx_http_request_t *r, ngx_http_apikey_ctx_t *ctx)
+{
+    char  hint[AKC_HINT_MAX_LEN + 1];
+
+    if (ctx->hint.len || ctx->unknown.len == 0) {
+        return &ctx->hint;
     }
 
-    dst->data = ngx_pnalloc(r->pool, src->len);
-    if (dst->data == NULL) {
-        return NGX_ERROR;
+    ctx->hint.len = akc_key_hint(ctx->unknown.data, ctx->unknown.len, hint);
+
+    ctx->hint.data = ngx_pnalloc(r->pool, ctx->hint.len);
+    if (ctx->hint.data == NULL) {
+        ctx->hint.len = 0;
+        return &ctx->hint;
     }
 
-    ngx_memcpy(dst->data, src->data, src->len);
+    ngx_memcpy(ctx->hint.data, hint, ctx->hint.len);
 
-    return NGX_OK;
+    return &ctx->hint;
 }
 
 
@@ -797,9 +807,12 @@ ngx_http_apikey_log_rejection(ngx_http_request_t *r,
         return;
 
     default:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "apikey: key \"%V\" rejected: %s", &ctx->hint,
-                      akc_status_name(ctx->status));
+        if (r->connection->log->log_level >= NGX_LOG_INFO) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "apikey: key \"%V\" rejected: %s",
+                          ngx_http_apikey_hint(r, ctx),
+                          akc_status_name(ctx->status));
+        }
     }
 }
 
@@ -1201,7 +1214,7 @@ ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
             s = &ctx->expires;
             break;
         default: /* NGX_HTTP_APIKEY_VAR_HINT */
-            s = &ctx->hint;
+            s = ngx_http_apikey_hint(r, ctx);
             break;
         }
     }
