@@ -15,7 +15,7 @@ SHELL =         /bin/bash
 CC ?=           cc
 CFLAGS ?=       -O2 -g
 WARN =          -Wall -Wextra -Werror -Wpointer-arith -Wno-unused-parameter
-NGINX ?=        /usr/sbin/nginx
+NGINX_BIN ?=    /usr/sbin/nginx
 NGINX_SRC ?=
 NGINX_DEV =     /usr/share/nginx/src
 PREFIX ?=       /usr/local
@@ -96,7 +96,7 @@ $(CORE_TEST): t/unit/core_test.c $(CORE_DEPS) | deps-test
 
 
 test: deps-test all $(CORE_TEST)
-	APIKEY_BUILD=$(CURDIR)/$(B) NGINX=$(NGINX) prove -r -I t/lib t/
+	APIKEY_BUILD=$(CURDIR)/$(B) TEST_NGINX_BINARY=$(NGINX_BIN) prove -r -I t/lib t/
 
 demo: all
 	tools/demo.sh

@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 
 root=$(pwd)
 demo=$root/build/demo
-nginx=${NGINX:-/usr/sbin/nginx}
+nginx=${NGINX_BIN:-/usr/sbin/nginx}
+
+# nginx reads NGINX itself: inherited listening sockets
+unset NGINX
 ctl="$root/build/apikeyctl -d $demo/db -s $demo/apikey.secret"
 
 rm -rf "$demo"

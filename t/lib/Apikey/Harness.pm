@@ -22,12 +22,15 @@ our @EXPORT_OK = qw(http_get http_raw);
 
 my $root = abs_path(dirname(__FILE__) . '/../../..');
 
+# nginx itself reads NGINX (inherited listening sockets): never pass it on
+delete $ENV{NGINX};
+
 sub new {
     my ($class, %opts) = @_;
 
     my $build = $ENV{APIKEY_BUILD} || "$root/build";
     my $self = bless {
-        nginx     => $ENV{NGINX} || '/usr/sbin/nginx',
+        nginx     => $ENV{TEST_NGINX_BINARY} || '/usr/sbin/nginx',
         module    => "$build/ngx_http_apikey_module.so",
         apikeyctl => "$build/apikeyctl",
         root      => $root,
