@@ -53,7 +53,7 @@ ifeq ($(NGINX_SRC),)
 # Debian's nginx-dev ships the configured headers of the installed nginx;
 # copy the tree (it is read-only) and configure it with the same flags.
 
-$(B)/nginx/Makefile: config | deps
+$(B)/nginx/objs/Makefile: config | deps
 	rm -rf $(B)/nginx
 	mkdir -p $(B)
 	cp -r $(NGINX_DEV) $(B)/nginx
@@ -62,7 +62,7 @@ $(B)/nginx/Makefile: config | deps
 	        --add-dynamic-module=$(CURDIR) > configure.log \
 	    || { cat configure.log; exit 1; }
 
-$(MODULE): $(B)/nginx/Makefile $(MODULE_SRCS)
+$(MODULE): $(B)/nginx/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -C $(B)/nginx -f objs/Makefile modules
 	cp $(B)/nginx/objs/ngx_http_apikey_module.so $@
 
