@@ -1358,10 +1358,15 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->sources = prev->sources;
     }
 
+    /*
+     * With apikey on or optional, the defaults of apikeyctl apply to what
+     * is not set; where apikey is off, the variables work only if both a
+     * database and a secret are named, and nothing is opened otherwise.
+     */
+
     if (conf->mode == NGX_HTTP_APIKEY_OFF
-        && conf->db_path.len == 0 && conf->secret == NULL)
+        && (conf->db_path.len == 0 || conf->secret == NULL))
     {
-        /* nothing configured here: no lookups, the variables are empty */
         return NGX_CONF_OK;
     }
 

@@ -1,14 +1,17 @@
 #!/bin/sh
 #
 # make demo: a database with one key, and nginx on 127.0.0.1:8080 in the
-# foreground in front of a small upstream on 127.0.0.1:8081.  Ctrl-C stops.
+# foreground in front of a small upstream on 127.0.0.1:8081 (DEMO_PORT and
+# DEMO_UPSTREAM_PORT change them).  Ctrl-C stops.
 
 set -e
 
 cd "$(dirname "$0")/.."
 
 root=$(pwd)
-demo=$root/build/demo
+port=${DEMO_PORT:-8080}
+upstream=${DEMO_UPSTREAM_PORT:-8081}
+demo=${DEMO_DIR:-$root/build/demo}
 nginx=${NGINX_BIN:-/usr/sbin/nginx}
 
 # nginx reads NGINX itself: inherited listening sockets
@@ -53,20 +56,20 @@ http {
     apikey_secret $demo/apikey.secret;
 
     server {
-        listen 127.0.0.1:8080;
+        listen 127.0.0.1:$port;
 
         location / {
             apikey on;
             proxy_set_header X-API-Key "";
             proxy_set_header X-Apikey-Id \$apikey_id;
             proxy_set_header X-Apikey-Subject \$apikey_subject;
-            proxy_pass http://127.0.0.1:8081;
+            proxy_pass http://127.0.0.1:$upstream;
         }
     }
 
     # the upstream: it only ever sees requests with a valid key
     server {
-        listen 127.0.0.1:8081;
+        listen 127.0.0.1:$upstream;
         access_log off;
 
         location / {
@@ -79,13 +82,13 @@ END
 
 cat << END
 
-  nginx with ngx_http_apikey_module on http://127.0.0.1:8080/
+  nginx with ngx_http_apikey_module on http://127.0.0.1:$port/
 
   this works (200):
-    curl -H 'X-API-Key: $key' http://127.0.0.1:8080/
+    curl -H 'X-API-Key: $key' http://127.0.0.1:$port/
 
   this fails (401):
-    curl -i -H 'X-API-Key: ak_wrong' http://127.0.0.1:8080/
+    curl -i -H 'X-API-Key: ak_wrong' http://127.0.0.1:$port/
 
   manage keys:
     $ctl list
