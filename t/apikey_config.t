@@ -167,6 +167,21 @@ emerg_like($out, qq{apikey database "$prefix/db" is used with two different }
            . qq{secrets, "$s1" and "$s2"},
            'two secrets for one database named');
 
+# apikey_db at server level, apikey_secret only where apikey is on: where
+# apikey is off nothing is needed, not even the default secret
+
+($rc, $out) = conf_test(<<'EOF');
+        apikey_db %%DB%%;
+
+        location /api/ {
+            apikey on;
+            apikey_secret %%SECRET%%;
+            empty_gif;
+        }
+EOF
+
+is($rc, 0, 'database without secret where apikey is off passes');
+
 # inheritance, seen in real responses
 
 $t->write_config(<<'EOF');
