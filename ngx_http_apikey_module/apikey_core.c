@@ -20,6 +20,8 @@
 
 #define AKC_SECRET_FILE_MAX     256
 
+#define AKC_ONES                0x0101010101010101ULL
+
 #define AKC_FINGERPRINT_LABEL   "ngx_http_apikey_module secret fingerprint v1"
 
 
@@ -50,6 +52,7 @@ static const char  akc_base62[] =
 #define AKC_C_PLAN              0x10    /* base62 and ._:- */
 #define AKC_C_TEXT              0x20    /* no control characters */
 #define AKC_C_PREFIX            0x40    /* a-z 0-9 */
+#define AKC_C_SCOPES            0x80    /* a scope byte or a comma */
 
 static const unsigned char  akc_class[256] = {
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
@@ -57,17 +60,17 @@ static const unsigned char  akc_class[256] = {
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
     0x20, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21, 0x21,
-    0x21, 0x21, 0x29, 0x21, 0x21, 0x3d, 0x3d, 0x29,
-    0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f,
-    0x7f, 0x7f, 0x3d, 0x21, 0x21, 0x21, 0x21, 0x21,
-    0x25, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
-    0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
-    0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f, 0x3f,
-    0x3f, 0x3f, 0x3f, 0x21, 0x21, 0x21, 0x21, 0x3d,
-    0x21, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f,
-    0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f,
-    0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f, 0x7f,
-    0x7f, 0x7f, 0x7f, 0x21, 0x21, 0x21, 0x21, 0x00,
+    0x21, 0x21, 0xa9, 0x21, 0xa1, 0xbd, 0xbd, 0xa9,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xbd, 0x21, 0x21, 0x21, 0x21, 0x21,
+    0x25, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf,
+    0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf,
+    0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf, 0xbf,
+    0xbf, 0xbf, 0xbf, 0x21, 0x21, 0x21, 0x21, 0xbd,
+    0x21, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+    0xff, 0xff, 0xff, 0x21, 0x21, 0x21, 0x21, 0x00,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
@@ -84,6 +87,20 @@ static const unsigned char  akc_class[256] = {
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
+};
+
+
+/* the record's strings in their order: the longest and the bytes allowed */
+
+static const struct {
+    size_t                  max;
+    unsigned                cls;
+} akc_fields[5] = {
+    { AKC_ID_MAX_LEN, AKC_C_ID },
+    { AKC_SUBJECT_MAX_LEN, AKC_C_TEXT },
+    { AKC_SCOPES_MAX_LEN, AKC_C_SCOPES },
+    { AKC_PLAN_MAX_LEN, AKC_C_PLAN },
+    { AKC_HINT_MAX_LEN, AKC_C_TEXT }
 };
 
 
@@ -327,36 +344,58 @@ akc_key_kind_e
 akc_key_classify(const unsigned char *key, size_t len)
 {
     size_t    i, tail;
-    unsigned  head, all;
+    uint64_t  w, bad;
+    unsigned  c;
     char      sum[AKC_CHECKSUM_LEN];
 
     if (len < AKC_KEY_MIN_LEN || len > AKC_KEY_MAX_LEN) {
         return AKC_KEY_INVALID;
     }
 
-    /* one pass: the classes common to the head, then to the tail */
+    /*
+     * Every byte in 0x21-0x7e, eight at a time: a byte below 0x21 sets
+     * its high bit in (w - 0x21..) & ~w, a byte above 0x7e in
+     * (w + 0x01..) | w; with no such byte nothing borrows or carries.
+     */
 
-    tail = (len > AKC_GEN_TAIL_LEN) ? len - AKC_GEN_TAIL_LEN : 0;
+    bad = 0;
 
-    head = 0xff;
-
-    for (i = 0; i < tail; i++) {
-        head &= akc_class[key[i]];
+    for (i = 0; i + 8 <= len; i += 8) {
+        memcpy(&w, key + i, 8);
+        bad |= ((w - AKC_ONES * 0x21) & ~w) | (w + AKC_ONES) | w;
     }
 
-    all = 0xff;
+    c = AKC_C_KEY;
 
     for ( /* void */ ; i < len; i++) {
-        all &= akc_class[key[i]];
+        c &= akc_class[key[i]];
     }
 
-    if (!(head & all & AKC_C_KEY)) {
+    if ((bad & (AKC_ONES * 0x80)) || !(c & AKC_C_KEY)) {
         return AKC_KEY_INVALID;
     }
 
-    if (tail < 2 || key[tail - 1] != '_' || !(all & AKC_C_BASE62)
+    /* the generated shape: prefix, "_", 32 base62 and 6 base62 */
+
+    if (len <= AKC_GEN_TAIL_LEN + 1) {
+        return AKC_KEY_PLAIN;
+    }
+
+    tail = len - AKC_GEN_TAIL_LEN;
+
+    if (key[tail - 1] != '_'
         || !akc_prefix_valid((const char *) key, tail - 1))
     {
+        return AKC_KEY_PLAIN;
+    }
+
+    c = AKC_C_BASE62;
+
+    for (i = tail; i < len; i++) {
+        c &= akc_class[key[i]];
+    }
+
+    if (!(c & AKC_C_BASE62)) {
         return AKC_KEY_PLAIN;
     }
 
@@ -635,7 +674,8 @@ akc_record_encode(const akc_record_t *rec, unsigned char *buf, size_t size)
 int
 akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
 {
-    size_t                i, len;
+    size_t                i, j, len;
+    unsigned              c;
     akc_str_t            *s[5];
     const unsigned char  *p, *end;
 
@@ -671,7 +711,19 @@ akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
         len = akc_get_u16(p);
         p += 2;
 
-        if ((size_t) (end - p) < len) {
+        if ((size_t) (end - p) < len || len > akc_fields[i].max) {
+            return AKC_ERROR;
+        }
+
+        /* the characters allowed in the field, checked inline */
+
+        c = 0xff;
+
+        for (j = 0; j < len; j++) {
+            c &= akc_class[p[j]];
+        }
+
+        if (!(c & akc_fields[i].cls)) {
             return AKC_ERROR;
         }
 
@@ -680,13 +732,9 @@ akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
         p += len;
     }
 
-    if (p != end
-        || !akc_id_valid(rec->id.data, rec->id.len)
-        || !akc_text_valid(rec->subject.data, rec->subject.len,
-                           AKC_SUBJECT_MAX_LEN)
-        || !akc_scopes_valid(rec->scopes.data, rec->scopes.len)
-        || !akc_plan_valid(rec->plan.data, rec->plan.len)
-        || !akc_text_valid(rec->hint.data, rec->hint.len, AKC_HINT_MAX_LEN))
+    if (p != end || rec->id.len == 0
+        || (rec->scopes.len
+            && !akc_scopes_valid(rec->scopes.data, rec->scopes.len)))
     {
         return AKC_ERROR;
     }
