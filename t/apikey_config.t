@@ -10,7 +10,7 @@ use warnings;
 
 use Test::More;
 
-use Apikey::Harness;
+use Apikey::Harness qw(write_file);
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -48,14 +48,6 @@ sub emerg_like {
          $name);
 }
 
-sub write_file {
-    my ($file, $text) = @_;
-
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $text;
-    close $fh;
-    chmod 0600, $file;
-}
 
 sub random_hex {
     return join '', map { sprintf '%02x', int rand 256 } 1 .. $_[0];

@@ -12,7 +12,7 @@ use Test::More;
 
 use JSON::PP;
 
-use Apikey::Harness;
+use Apikey::Harness qw(write_file);
 
 my $t = Apikey::Harness->new()->require_apikeyctl();
 
@@ -428,11 +428,3 @@ sub slurp {
     return Apikey::Harness::slurp($_[0]);
 }
 
-sub write_file {
-    my ($file, $text) = @_;
-
-    open my $fh, '>', $file or die "$file: $!";
-    print $fh $text;
-    close $fh;
-    chmod 0600, $file;
-}

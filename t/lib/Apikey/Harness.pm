@@ -18,7 +18,7 @@ use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(http_get http_raw);
+our @EXPORT_OK = qw(http_get http_raw write_file);
 
 my $root = abs_path(dirname(__FILE__) . '/../../..');
 
@@ -310,6 +310,17 @@ sub check_log {
     is(join("\n", $log =~ /^.*(?:exited on signal|Sanitizer|core dumped)
                            .*$/mgx),
        '', 'no crashes in error log');
+}
+
+# a file of the tests' own, such as a secret: mode 0600
+
+sub write_file {
+    my ($file, $text) = @_;
+
+    open my $fh, '>', $file or die "$file: $!";
+    print $fh $text;
+    close $fh;
+    chmod 0600, $file;
 }
 
 sub slurp {
