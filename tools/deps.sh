@@ -18,7 +18,7 @@ test)
     pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck"
     ;;
 bench)
-    pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils"
+    pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils perl"
     ;;
 esac
 
