@@ -35,7 +35,8 @@ typedef enum {
     NGX_HTTP_APIKEY_VAR_PLAN,
     NGX_HTTP_APIKEY_VAR_EXPIRES,
     NGX_HTTP_APIKEY_VAR_SOURCE,
-    NGX_HTTP_APIKEY_VAR_HINT
+    NGX_HTTP_APIKEY_VAR_HINT,
+    NGX_HTTP_APIKEY_NVARS
 } ngx_http_apikey_var_e;
 
 
@@ -92,7 +93,7 @@ typedef struct {
 typedef struct {
     ngx_array_t                 secrets;    /* ngx_http_apikey_secret_t * */
     ngx_array_t                 dbs;        /* ngx_http_apikey_db_t * */
-    ngx_int_t                   status_index;
+    ngx_int_t                   index[NGX_HTTP_APIKEY_NVARS];
 } ngx_http_apikey_main_conf_t;
 
 
@@ -109,6 +110,8 @@ typedef struct {
 
 typedef struct {
     akc_status_e                status;
+    ngx_http_apikey_db_t       *db;
+    ngx_array_t                *sources;
     ngx_http_apikey_source_t   *source;
     ngx_str_t                   id;
     ngx_str_t                   subject;
@@ -139,8 +142,7 @@ static ngx_str_t *ngx_http_apikey_hint(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_scopes_allowed(
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
-static void ngx_http_apikey_set_status(ngx_http_request_t *r,
-    akc_status_e status);
+static void ngx_http_apikey_set_variables(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_unauthorized(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
 static void ngx_http_apikey_log_rejection(ngx_http_request_t *r,
@@ -301,9 +303,6 @@ static ngx_conf_enum_t  ngx_http_apikey_modes[] = {
 };
 
 
-static ngx_str_t  ngx_http_apikey_status_name = ngx_string("apikey_status");
-
-
 /* open environments of this process; see ngx_http_apikey_env_t */
 static ngx_http_apikey_env_t  *ngx_http_apikey_envs;
 
@@ -331,12 +330,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         ctx->status = AKC_STATUS_FORBIDDEN;
     }
 
-    /*
-     * as auth_request does: set the status variable explicitly, so that
-     * it is right after an internal redirect (error_page) as well
-     */
-
-    ngx_http_apikey_set_status(r, ctx->status);
+    ngx_http_apikey_set_variables(r);
 
     if (ctx->status != AKC_STATUS_VALID) {
         ngx_http_apikey_log_rejection(r, ctx);
@@ -370,21 +364,35 @@ ngx_http_apikey_lookup(ngx_http_request_t *r)
     ngx_http_apikey_ctx_t       *ctx;
     ngx_http_apikey_loc_conf_t  *alcf;
 
-    /* at most one lookup per request: the outcome lives in the context */
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
-    if (ctx != NULL) {
-        return ctx;
-    }
-
-    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
-    if (ctx == NULL) {
-        return NULL;
-    }
-
-    ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+    /*
+     * at most one lookup per request: the outcome lives in the context;
+     * but a variable may have been evaluated with another configuration
+     * (the server rewrite phase, a location left by "rewrite ... last"),
+     * and an outcome from another database or sources must not be reused
+     */
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    if (ctx != NULL) {
+        if (ctx->db == alcf->db && ctx->sources == alcf->sources) {
+            return ctx;
+        }
+
+        ngx_memzero(ctx, sizeof(ngx_http_apikey_ctx_t));
+
+    } else {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+        if (ctx == NULL) {
+            return NULL;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+    }
+
+    ctx->db = alcf->db;
+    ctx->sources = alcf->sources;
 
     if (alcf->db == NULL) {
         ctx->status = AKC_STATUS_NONE;
@@ -711,27 +719,34 @@ ngx_http_apikey_scopes_allowed(ngx_http_apikey_loc_conf_t *alcf,
 
 
 static void
-ngx_http_apikey_set_status(ngx_http_request_t *r, akc_status_e status)
+ngx_http_apikey_set_variables(ngx_http_request_t *r)
 {
-    const char                   *name;
+    ngx_uint_t                    i;
     ngx_http_variable_value_t    *vv;
     ngx_http_apikey_main_conf_t  *amcf;
 
+    /*
+     * The status is set always, so that it is right after an internal
+     * redirect (error_page), as auth_request does; any other variable
+     * already evaluated, maybe with another location's configuration
+     * (the server rewrite phase, "rewrite ... last"), is made again from
+     * the outcome this decision was made on.
+     */
+
     amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
 
-    if (amcf->status_index == NGX_ERROR) {
-        return;
+    for (i = 0; i < NGX_HTTP_APIKEY_NVARS; i++) {
+        vv = &r->variables[amcf->index[i]];
+
+        if (i != NGX_HTTP_APIKEY_VAR_STATUS && !vv->valid && !vv->not_found) {
+            continue;
+        }
+
+        vv->valid = 0;
+        vv->not_found = 0;
+
+        (void) ngx_http_apikey_variable(r, vv, i);
     }
-
-    name = akc_status_name(status);
-
-    vv = &r->variables[amcf->status_index];
-
-    vv->data = (u_char *) name;
-    vv->len = ngx_strlen(name);
-    vv->valid = 1;
-    vv->no_cacheable = 0;
-    vv->not_found = (vv->len == 0);
 }
 
 
@@ -822,7 +837,7 @@ ngx_http_apikey_env_usable(ngx_log_t *log, ngx_http_apikey_db_t *db)
 {
     time_t                  now;
     ngx_file_info_t         fi;
-    ngx_http_apikey_env_t  *env;
+    ngx_http_apikey_env_t  *env, *alias;
 
     env = db->env;
     now = ngx_time();
@@ -866,6 +881,22 @@ ngx_http_apikey_env_usable(ngx_log_t *log, ngx_http_apikey_db_t *db)
     }
 
     env->next_open = now + 1;
+
+    /*
+     * another name of an environment already open in this process (a
+     * symlink, "a//b"): use that one, LMDB must not open it twice
+     */
+
+    if (ngx_file_info(env->data_path, &fi) != NGX_FILE_ERROR) {
+        for (alias = ngx_http_apikey_envs; alias; alias = alias->next) {
+            if (alias != env && alias->env != NULL
+                && alias->ino == fi.st_ino && alias->dev == fi.st_dev)
+            {
+                db->env = alias;
+                return alias;
+            }
+        }
+    }
 
     if (ngx_http_apikey_env_open(log, env, db->secret) != NGX_OK) {
         return NULL;
@@ -1127,7 +1158,9 @@ ngx_http_apikey_env_get(ngx_str_t *path)
     ngx_http_apikey_env_t  *env;
 
     for (env = ngx_http_apikey_envs; env; env = env->next) {
-        if (ngx_strcmp(env->path, path->data) == 0) {
+        if (ngx_strlen(env->path) == path->len
+            && ngx_strncmp(env->path, path->data, path->len) == 0)
+        {
             return env;
         }
     }
@@ -1280,8 +1313,6 @@ ngx_http_apikey_create_main_conf(ngx_conf_t *cf)
     {
         return NULL;
     }
-
-    amcf->status_index = NGX_ERROR;
 
     return amcf;
 }
@@ -1484,6 +1515,15 @@ ngx_http_apikey_add_db(ngx_conf_t *cf, ngx_str_t *path,
         return NULL;
     }
 
+    /*
+     * "/var/lib/apikey/" is "/var/lib/apikey": one environment, which
+     * LMDB must never open twice in a process
+     */
+
+    while (full.len > 1 && full.data[full.len - 1] == '/') {
+        full.len--;
+    }
+
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
 
     dbp = amcf->dbs.elts;
@@ -1548,6 +1588,7 @@ ngx_http_apikey_cleanup_secret(void *data)
 static ngx_int_t
 ngx_http_apikey_init(ngx_conf_t *cf)
 {
+    ngx_http_variable_t          *v;
     ngx_http_handler_pt          *h;
     ngx_http_core_main_conf_t    *cmcf;
     ngx_http_apikey_main_conf_t  *amcf;
@@ -1559,10 +1600,11 @@ ngx_http_apikey_init(ngx_conf_t *cf)
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
 
-    amcf->status_index = ngx_http_get_variable_index(cf,
-                                                 &ngx_http_apikey_status_name);
-    if (amcf->status_index == NGX_ERROR) {
-        return NGX_ERROR;
+    for (v = ngx_http_apikey_vars; v->name.len; v++) {
+        amcf->index[v->data] = ngx_http_get_variable_index(cf, &v->name);
+        if (amcf->index[v->data] == NGX_ERROR) {
+            return NGX_ERROR;
+        }
     }
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
@@ -1780,9 +1822,8 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
 
     for (i = 0; i < amcf->dbs.nelts; i++) {
         if (db[i]->env->env == NULL) {
-            db[i]->env->next_open = ngx_time() + 1;
-            (void) ngx_http_apikey_env_open(cycle->log, db[i]->env,
-                                            db[i]->secret);
+            db[i]->env->next_open = 0;
+            (void) ngx_http_apikey_env_usable(cycle->log, db[i]);
         }
     }
 

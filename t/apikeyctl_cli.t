@@ -280,6 +280,23 @@ is($rc, 3, 'revoke unknown exit code');
 like($err, qr/^apikeyctl: revoke: no key with id "nope"$/m,
      'revoke unknown message');
 
+# a long id of control characters: each is quoted as four characters
+
+my $ctrl = "\x01" x 70;
+my $quoted = '\\x01' x 64 . '...';
+
+($rc, $out, $err) = $t->ctl('revoke', $ctrl);
+is($rc, 3, 'revoke control characters exit code');
+is($err, "apikeyctl: revoke: no key with id \"$quoted\"\n",
+   'revoke control characters message');
+
+($rc, $out, $err) = $t->ctl({ input => "key,id\nplain-key-ctrl-id,$ctrl\n" },
+                            'import', '-');
+is($rc, 3, 'import control characters exit code');
+like($err, qr/^apikeyctl: import: line 2: invalid id "\Q$quoted\E" /m,
+     'import control characters message');
+ok(dump_db($db) eq $dump, 'control characters change nothing');
+
 ($rc, $out, $err) = $t->ctl('revoke', 'alice', 'nope');
 is($rc, 3, 'revoke known and unknown exit code');
 ok(dump_db($db) eq $dump, 'revoke unknown changes nothing');
@@ -292,6 +309,29 @@ is($rc, 2, 'expire bad time exit code');
 like($err, qr/^apikeyctl: expire: invalid time "tomorrow"/m,
      'expire bad time message');
 ok(dump_db($db) eq $dump, 'expire bad time changes nothing');
+
+# a file of keys without a header row: the first key is no column name
+# to show in a message, nor a JSON field name
+
+my $headless = 'plain-headless-key-0123456789';
+
+($rc, $out, $err) = $t->ctl({ input => "$headless\n" }, 'import', '-');
+is($rc, 3, 'import without header exit code');
+is($err, "apikeyctl: import: line 1: unknown column 1 (its name is not "
+   . "shown: it could be a key)\n", 'import without header message');
+is(index($err, $headless), -1, 'import without header hides the key');
+
+($rc, $out, $err) = $t->ctl({ input => qq{{"$headless":"x"}\n} }, 'import',
+                            '--format', 'jsonl', '-');
+is($rc, 3, 'import key as json field exit code');
+is($err, "apikeyctl: import: line 1: unknown field (its name is not shown: "
+   . "it could be a key)\n", 'import key as json field message');
+
+($rc, $out, $err) = $t->ctl({ input => "key,expiry date\n" }, 'import', '-');
+is($rc, 3, 'import unknown column exit code');
+is($err, "apikeyctl: import: line 1: unknown column \"expiry date\"\n",
+   'import unknown column message');
+ok(dump_db($db) eq $dump, 'unknown columns change nothing');
 
 # plain keys from standard input
 

@@ -49,8 +49,8 @@
 #define ACTL_LINE_MAX           (1024 * 1024)
 #define ACTL_READ_SIZE          65536
 #define ACTL_ERR_LEN            512
-#define ACTL_QUOTE_LEN          256
 #define ACTL_QUOTE_MAX          64
+#define ACTL_QUOTE_LEN          (4 * ACTL_QUOTE_MAX + sizeof("..."))
 #define ACTL_TIME_MAX           64
 #define ACTL_STDIN_KEY_LEN      1024
 #define ACTL_TABLE_COLS         7
@@ -3025,9 +3025,21 @@ actl_csv_field(void *s, size_t len, void *data)
         col = actl_col_lookup(v, len);
 
         if (col == -1) {
-            actl_error(imp->ctx, "line %llu: unknown column \"%s\"",
-                       (unsigned long long) imp->line,
-                       actl_quote(v, len, q));
+            if (akc_key_classify((const unsigned char *) v, len)
+                != AKC_KEY_INVALID)
+            {
+                /* a file without a header row: the name may be a key */
+
+                actl_error(imp->ctx, "line %llu: unknown column %d (its "
+                           "name is not shown: it could be a key)",
+                           (unsigned long long) imp->line, imp->ncols + 1);
+
+            } else {
+                actl_error(imp->ctx, "line %llu: unknown column \"%s\"",
+                           (unsigned long long) imp->line,
+                           actl_quote(v, len, q));
+            }
+
             imp->rc = ACTL_INVALID;
             return;
         }
@@ -3198,8 +3210,17 @@ actl_import_json(actl_import_t *imp, json_t *obj, char *err, size_t errlen)
         col = actl_col_lookup(name, strlen(name));
 
         if (col == -1) {
-            snprintf(err, errlen, "unknown field \"%s\"",
-                     actl_quote(name, strlen(name), q));
+            if (akc_key_classify((const unsigned char *) name, strlen(name))
+                != AKC_KEY_INVALID)
+            {
+                snprintf(err, errlen, "unknown field (its name is not "
+                         "shown: it could be a key)");
+
+            } else {
+                snprintf(err, errlen, "unknown field \"%s\"",
+                         actl_quote(name, strlen(name), q));
+            }
+
             return ACTL_INVALID;
         }
 
