@@ -22,6 +22,12 @@
 
 #define AKC_ONES                0x0101010101010101ULL
 
+#if (defined(__GNUC__))
+#define AKC_NOINLINE            __attribute__((noinline))
+#else
+#define AKC_NOINLINE
+#endif
+
 #define AKC_FINGERPRINT_LABEL   "ngx_http_apikey_module secret fingerprint v1"
 
 
@@ -33,6 +39,7 @@ static unsigned akc_get_u16(const unsigned char *p);
 static inline uint64_t akc_get_u64(const unsigned char *p);
 static inline uint64_t akc_get_be64(const unsigned char *p);
 static int akc_hash_cmp(const MDB_val *a, const MDB_val *b);
+static int akc_memn_cmp(const MDB_val *a, const MDB_val *b) AKC_NOINLINE;
 static int akc_parse_digits(const char *s, size_t n, int *out);
 
 
@@ -938,33 +945,38 @@ akc_time_format(int64_t t, char out[AKC_TIME_LEN + 1])
 static int
 akc_hash_cmp(const MDB_val *a, const MDB_val *b)
 {
-    int                   rc;
-    size_t                len;
-    uint64_t              x, y;
-    const unsigned char  *p, *q;
+    uint64_t  x, y;
 
     /*
      * The order of memcmp(), which LMDB uses by default and mdb_dump,
      * mdb_load and any other reader keep using, in fewer instructions:
      * hashes are uniform, so the first eight bytes, compared as one
-     * big-endian integer, almost always decide.
+     * big-endian integer, almost always decide.  The rest is another
+     * function, so that this path needs no stack frame.
      */
 
-    p = a->mv_data;
-    q = b->mv_data;
-
     if (a->mv_size >= 8 && b->mv_size >= 8) {
-        x = akc_get_be64(p);
-        y = akc_get_be64(q);
+        x = akc_get_be64(a->mv_data);
+        y = akc_get_be64(b->mv_data);
 
         if (x != y) {
             return x < y ? -1 : 1;
         }
     }
 
+    return akc_memn_cmp(a, b);
+}
+
+
+static int
+akc_memn_cmp(const MDB_val *a, const MDB_val *b)
+{
+    int     rc;
+    size_t  len;
+
     len = a->mv_size < b->mv_size ? a->mv_size : b->mv_size;
 
-    rc = memcmp(p, q, len);
+    rc = memcmp(a->mv_data, b->mv_data, len);
 
     if (rc != 0 || a->mv_size == b->mv_size) {
         return rc;

@@ -142,7 +142,8 @@ static ngx_str_t *ngx_http_apikey_hint(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_scopes_allowed(
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
-static void ngx_http_apikey_set_variables(ngx_http_request_t *r);
+static void ngx_http_apikey_set_variables(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_unauthorized(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
 static void ngx_http_apikey_log_rejection(ngx_http_request_t *r,
@@ -330,7 +331,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         ctx->status = AKC_STATUS_FORBIDDEN;
     }
 
-    ngx_http_apikey_set_variables(r);
+    ngx_http_apikey_set_variables(r, ctx);
 
     if (ctx->status != AKC_STATUS_VALID) {
         ngx_http_apikey_log_rejection(r, ctx);
@@ -719,8 +720,10 @@ ngx_http_apikey_scopes_allowed(ngx_http_apikey_loc_conf_t *alcf,
 
 
 static void
-ngx_http_apikey_set_variables(ngx_http_request_t *r)
+ngx_http_apikey_set_variables(ngx_http_request_t *r,
+    ngx_http_apikey_ctx_t *ctx)
 {
+    const char                   *name;
     ngx_uint_t                    i;
     ngx_http_variable_value_t    *vv;
     ngx_http_apikey_main_conf_t  *amcf;
@@ -735,17 +738,25 @@ ngx_http_apikey_set_variables(ngx_http_request_t *r)
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
 
-    for (i = 0; i < NGX_HTTP_APIKEY_NVARS; i++) {
+    name = akc_status_name(ctx->status);
+
+    vv = &r->variables[amcf->index[NGX_HTTP_APIKEY_VAR_STATUS]];
+
+    vv->data = (u_char *) name;
+    vv->len = ngx_strlen(name);
+    vv->valid = 1;
+    vv->no_cacheable = 0;
+    vv->not_found = (vv->len == 0);
+
+    for (i = NGX_HTTP_APIKEY_VAR_STATUS + 1; i < NGX_HTTP_APIKEY_NVARS; i++) {
         vv = &r->variables[amcf->index[i]];
 
-        if (i != NGX_HTTP_APIKEY_VAR_STATUS && !vv->valid && !vv->not_found) {
-            continue;
+        if (vv->valid || vv->not_found) {
+            vv->valid = 0;
+            vv->not_found = 0;
+
+            (void) ngx_http_apikey_variable(r, vv, i);
         }
-
-        vv->valid = 0;
-        vv->not_found = 0;
-
-        (void) ngx_http_apikey_variable(r, vv, i);
     }
 }
 
