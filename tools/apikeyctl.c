@@ -321,6 +321,9 @@ static struct option  actl_global_options[] = {
 };
 
 
+static char  actl_stdout_buf[BUFSIZ];
+
+
 static actl_cmd_t  actl_commands[] = {
 
     { "init", actl_cmd_init,
@@ -451,6 +454,12 @@ main(int argc, char **argv)
 
     json_set_alloc_funcs(actl_secure_malloc, actl_secure_free);
 
+    /* gen prints keys: stdio buffers them here, and this is wiped */
+
+    (void) setvbuf(stdout, actl_stdout_buf,
+                   isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF,
+                   sizeof(actl_stdout_buf));
+
     ctx.cmd = cmd->name;
     ctx.now = (int64_t) time(NULL);
 
@@ -470,6 +479,8 @@ main(int argc, char **argv)
             rc = ACTL_FAIL;
         }
     }
+
+    sodium_memzero(actl_stdout_buf, sizeof(actl_stdout_buf));
 
     return rc;
 }
