@@ -71,7 +71,7 @@ else
 $(MODULE): $(MODULE_SRCS) | deps
 	cd $(NGINX_SRC) && ./configure --with-compat \
 	    --add-dynamic-module=$(CURDIR)
-	$(MAKE) -C $(NGINX_SRC) modules
+	$(MAKE) -C $(NGINX_SRC) -f objs/Makefile modules
 	mkdir -p $(B)
 	cp $(NGINX_SRC)/objs/ngx_http_apikey_module.so $@
 
