@@ -429,6 +429,26 @@ is($rc, 1, 'another secret exit code');
 like($err, qr/^apikeyctl: .*database was made with another secret/m,
      'another secret message');
 
+# keys that cannot be printed are not stored: exit 1 means no change
+
+SKIP: {
+    skip 'no /dev/full', 4 unless -c '/dev/full';
+
+    my $cmd = "$t->{apikeyctl} -d " . $t->db() . ' -s ' . $t->secret()
+              . " gen --id unseen > /dev/full 2> $prefix/full.err";
+
+    system($cmd);
+    is($? >> 8, 1, 'gen to a full stdout exit code');
+    is(Apikey::Harness::slurp("$prefix/full.err"),
+       "apikeyctl: gen: write to standard output failed (No space left on "
+       . "device); no key was stored\n", 'gen to a full stdout message');
+
+    ($rc, $out, $err) = $t->ctl('show', 'unseen');
+    is($rc, 3, 'key not printed was not stored');
+    is($err, "apikeyctl: show: no key with id \"unseen\"\n",
+       'key not printed is unknown');
+}
+
 done_testing();
 
 ###############################################################################

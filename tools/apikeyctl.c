@@ -472,12 +472,10 @@ main(int argc, char **argv)
 
     sodium_memzero(&ctx.secret, sizeof(akc_secret_t));
 
-    if (fflush(stdout) == EOF || ferror(stdout)) {
+    if ((fflush(stdout) == EOF || ferror(stdout)) && rc == ACTL_OK) {
         actl_error(NULL, "write to standard output failed: %s",
                    strerror(errno));
-        if (rc == ACTL_OK) {
-            rc = ACTL_FAIL;
-        }
+        rc = ACTL_FAIL;
     }
 
     sodium_memzero(actl_stdout_buf, sizeof(actl_stdout_buf));
@@ -880,13 +878,26 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
         goto abort;
     }
 
-    rc = actl_commit(ctx, &txn);
-    if (rc != ACTL_OK) {
-        goto abort;
-    }
+    /*
+     * the keys are written out before the commit: if that fails, none is
+     * stored, so exit code 1 still means that nothing was changed
+     */
 
     for (i = 0; i < count; i++) {
         actl_gen_print(ctx, &rec, id, &keys[i], json);
+    }
+
+    if (fflush(stdout) == EOF || ferror(stdout)) {
+        actl_error(ctx, "write to standard output failed (%s); no key was "
+                   "stored", strerror(errno));
+        rc = ACTL_FAIL;
+        goto abort;
+    }
+
+    rc = actl_commit(ctx, &txn);
+    if (rc != ACTL_OK) {
+        actl_error(ctx, "the keys printed were not stored");
+        goto abort;
     }
 
 abort:
