@@ -48,6 +48,16 @@ fi
 
 echo "apikey: installing:$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
+
+# the packages must not start services (the distribution's nginx would
+# take port 80): policy-rc.d says no to invoke-rc.d during the install
+
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 0755 /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >&2
