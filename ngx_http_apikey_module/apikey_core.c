@@ -40,6 +40,8 @@ static inline uint64_t akc_get_u64(const unsigned char *p);
 static inline uint64_t akc_get_be64(const unsigned char *p);
 static int akc_hash_cmp(const MDB_val *a, const MDB_val *b);
 static int akc_memn_cmp(const MDB_val *a, const MDB_val *b) AKC_NOINLINE;
+static inline int akc_decode_str(const unsigned char **pp,
+    const unsigned char *end, akc_str_t *str, size_t max, unsigned cls);
 static int akc_parse_digits(const char *s, size_t n, int *out);
 
 
@@ -94,20 +96,6 @@ static const unsigned char  akc_class[256] = {
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
     0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20, 0x20,
-};
-
-
-/* the record's strings in their order: the longest and the bytes allowed */
-
-static const struct {
-    size_t                  max;
-    unsigned                cls;
-} akc_fields[5] = {
-    { AKC_ID_MAX_LEN, AKC_C_ID },
-    { AKC_SUBJECT_MAX_LEN, AKC_C_TEXT },
-    { AKC_SCOPES_MAX_LEN, AKC_C_SCOPES },
-    { AKC_PLAN_MAX_LEN, AKC_C_PLAN },
-    { AKC_HINT_MAX_LEN, AKC_C_TEXT }
 };
 
 
@@ -616,10 +604,23 @@ akc_get_be64(const unsigned char *p)
 static inline uint64_t
 akc_get_u64(const unsigned char *p)
 {
+#if (defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
+     && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+
+    uint64_t  v;
+
+    memcpy(&v, p, 8);
+
+    return v;
+
+#else
+
     return (uint64_t) p[0] | ((uint64_t) p[1] << 8)
            | ((uint64_t) p[2] << 16) | ((uint64_t) p[3] << 24)
            | ((uint64_t) p[4] << 32) | ((uint64_t) p[5] << 40)
            | ((uint64_t) p[6] << 48) | ((uint64_t) p[7] << 56);
+
+#endif
 }
 
 
@@ -678,12 +679,51 @@ akc_record_encode(const akc_record_t *rec, unsigned char *buf, size_t size)
 }
 
 
+static inline int
+akc_decode_str(const unsigned char **pp, const unsigned char *end,
+    akc_str_t *str, size_t max, unsigned cls)
+{
+    size_t                len, i;
+    unsigned              c;
+    const unsigned char  *p;
+
+    p = *pp;
+
+    if (end - p < 2) {
+        return AKC_ERROR;
+    }
+
+    len = akc_get_u16(p);
+    p += 2;
+
+    if ((size_t) (end - p) < len || len > max) {
+        return AKC_ERROR;
+    }
+
+    /* the characters allowed in the field */
+
+    c = cls;
+
+    for (i = 0; i < len; i++) {
+        c &= akc_class[p[i]];
+    }
+
+    if (c == 0) {
+        return AKC_ERROR;
+    }
+
+    str->len = len;
+    str->data = (const char *) p;
+
+    *pp = p + len;
+
+    return AKC_OK;
+}
+
+
 int
 akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
 {
-    size_t                i, j, len;
-    unsigned              c;
-    akc_str_t            *s[5];
     const unsigned char  *p, *end;
 
     /* every byte may be hostile: check each length before using it */
@@ -701,45 +741,21 @@ akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
     rec->not_before = (int64_t) akc_get_u64(buf + 12);
     rec->expires = (int64_t) akc_get_u64(buf + 20);
 
-    s[0] = &rec->id;
-    s[1] = &rec->subject;
-    s[2] = &rec->scopes;
-    s[3] = &rec->plan;
-    s[4] = &rec->hint;
-
     p = buf + AKC_RECORD_HEADER_LEN;
     end = buf + size;
 
-    for (i = 0; i < 5; i++) {
-        if (end - p < 2) {
-            return AKC_ERROR;
-        }
+    rec->strings.data = (const char *) p;
+    rec->strings.len = end - p;
 
-        len = akc_get_u16(p);
-        p += 2;
-
-        if ((size_t) (end - p) < len || len > akc_fields[i].max) {
-            return AKC_ERROR;
-        }
-
-        /* the characters allowed in the field, checked inline */
-
-        c = 0xff;
-
-        for (j = 0; j < len; j++) {
-            c &= akc_class[p[j]];
-        }
-
-        if (!(c & akc_fields[i].cls)) {
-            return AKC_ERROR;
-        }
-
-        s[i]->len = len;
-        s[i]->data = (const char *) p;
-        p += len;
-    }
-
-    if (p != end || rec->id.len == 0
+    if (akc_decode_str(&p, end, &rec->id, AKC_ID_MAX_LEN, AKC_C_ID)
+        || akc_decode_str(&p, end, &rec->subject, AKC_SUBJECT_MAX_LEN,
+                          AKC_C_TEXT)
+        || akc_decode_str(&p, end, &rec->scopes, AKC_SCOPES_MAX_LEN,
+                          AKC_C_SCOPES)
+        || akc_decode_str(&p, end, &rec->plan, AKC_PLAN_MAX_LEN, AKC_C_PLAN)
+        || akc_decode_str(&p, end, &rec->hint, AKC_HINT_MAX_LEN, AKC_C_TEXT)
+        || p != end
+        || rec->id.len == 0
         || (rec->scopes.len
             && !akc_scopes_valid(rec->scopes.data, rec->scopes.len)))
     {

@@ -122,6 +122,8 @@ typedef struct {
     akc_str_t               scopes;
     akc_str_t               plan;
     akc_str_t               hint;
+    akc_str_t               strings;    /* decoded: all the strings lie in
+                                           it, to be copied at once */
 } akc_record_t;
 
 

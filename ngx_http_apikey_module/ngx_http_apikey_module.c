@@ -136,8 +136,8 @@ static void ngx_http_apikey_check(ngx_http_request_t *r,
     ngx_http_apikey_db_t *db, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_copy_record(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, akc_record_t *rec);
-static u_char *ngx_http_apikey_copy_str(u_char *p, ngx_str_t *dst,
-    akc_str_t *src);
+static ngx_inline void ngx_http_apikey_rebase(ngx_str_t *dst,
+    akc_str_t *src, u_char *copy, akc_record_t *rec);
 static ngx_str_t *ngx_http_apikey_hint(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_scopes_allowed(
@@ -633,37 +633,38 @@ ngx_http_apikey_copy_record(ngx_http_request_t *r,
 {
     u_char  *p;
 
-    /* one allocation for every string of the record */
+    /* one copy of the bytes every string of the record lies in */
 
-    p = ngx_pnalloc(r->pool, rec->id.len + rec->subject.len + rec->scopes.len
-                             + rec->plan.len + rec->hint.len
+    p = ngx_pnalloc(r->pool, rec->strings.len
                              + (rec->expires ? AKC_TIME_LEN + 1 : 0));
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_http_apikey_copy_str(p, &ctx->id, &rec->id);
-    p = ngx_http_apikey_copy_str(p, &ctx->subject, &rec->subject);
-    p = ngx_http_apikey_copy_str(p, &ctx->scopes, &rec->scopes);
-    p = ngx_http_apikey_copy_str(p, &ctx->plan, &rec->plan);
-    p = ngx_http_apikey_copy_str(p, &ctx->hint, &rec->hint);
+    ngx_memcpy(p, rec->strings.data, rec->strings.len);
+
+    ngx_http_apikey_rebase(&ctx->id, &rec->id, p, rec);
+    ngx_http_apikey_rebase(&ctx->subject, &rec->subject, p, rec);
+    ngx_http_apikey_rebase(&ctx->scopes, &rec->scopes, p, rec);
+    ngx_http_apikey_rebase(&ctx->plan, &rec->plan, p, rec);
+    ngx_http_apikey_rebase(&ctx->hint, &rec->hint, p, rec);
 
     if (rec->expires) {
-        ctx->expires.data = p;
-        ctx->expires.len = akc_time_format(rec->expires, (char *) p);
+        ctx->expires.data = p + rec->strings.len;
+        ctx->expires.len = akc_time_format(rec->expires,
+                                           (char *) ctx->expires.data);
     }
 
     return NGX_OK;
 }
 
 
-static u_char *
-ngx_http_apikey_copy_str(u_char *p, ngx_str_t *dst, akc_str_t *src)
+static ngx_inline void
+ngx_http_apikey_rebase(ngx_str_t *dst, akc_str_t *src, u_char *copy,
+    akc_record_t *rec)
 {
     dst->len = src->len;
-    dst->data = p;
-
-    return ngx_cpymem(p, src->data, src->len);
+    dst->data = copy + (src->data - rec->strings.data);
 }
 
 
