@@ -231,6 +231,7 @@ static int actl_secret_load(actl_ctx_t *ctx);
 static int actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode,
     size_t mapsize);
 static int actl_open(actl_ctx_t *ctx, unsigned flags);
+static int actl_start(actl_ctx_t *ctx, unsigned flags, MDB_txn **txn);
 static int actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags,
     int check, MDB_txn **txn);
 static int actl_commit(actl_ctx_t *ctx, MDB_txn **txn);
@@ -854,14 +855,9 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
 
     txn = NULL;
 
-    rc = actl_open(ctx, 0);
+    rc = actl_start(ctx, 0, &txn);
     if (rc != ACTL_OK) {
         goto free;
-    }
-
-    rc = actl_begin(ctx, 0, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     for (i = 0; i < count; i++) {
@@ -905,8 +901,6 @@ abort:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
-
-close:
 
     actl_close(ctx);
 
@@ -1144,14 +1138,9 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
         goto free_imp;
     }
 
-    rc = actl_open(ctx, 0);
+    rc = actl_start(ctx, 0, &txn);
     if (rc != ACTL_OK) {
         goto free_reader;
-    }
-
-    rc = actl_begin(ctx, 0, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     replaced = 0;
@@ -1234,8 +1223,6 @@ abort:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
-
-close:
 
     actl_close(ctx);
 
@@ -1356,14 +1343,9 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
 
     txn = NULL;
 
-    rc = actl_open(ctx, 0);
+    rc = actl_start(ctx, 0, &txn);
     if (rc != ACTL_OK) {
         return rc;
-    }
-
-    rc = actl_begin(ctx, 0, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     for (i = optind; i < argc; i++) {
@@ -1411,8 +1393,6 @@ abort:
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
-
-close:
 
     actl_close(ctx);
 
@@ -1546,14 +1526,9 @@ actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv)
 
     txn = NULL;
 
-    rc = actl_open(ctx, MDB_RDONLY);
+    rc = actl_start(ctx, MDB_RDONLY, &txn);
     if (rc != ACTL_OK) {
         return rc;
-    }
-
-    rc = actl_begin(ctx, MDB_RDONLY, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     switch (format) {
@@ -1594,8 +1569,6 @@ actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv)
     }
 
     mdb_txn_abort(txn);
-
-close:
 
     actl_close(ctx);
 
@@ -1643,14 +1616,9 @@ actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
     id = argv[optind];
     txn = NULL;
 
-    rc = actl_open(ctx, MDB_RDONLY);
+    rc = actl_start(ctx, MDB_RDONLY, &txn);
     if (rc != ACTL_OK) {
         return rc;
-    }
-
-    rc = actl_begin(ctx, MDB_RDONLY, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     rc = actl_lookup(ctx, txn, id, &rec);
@@ -1686,8 +1654,6 @@ actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
 abort:
 
     mdb_txn_abort(txn);
-
-close:
 
     actl_close(ctx);
 
@@ -1736,14 +1702,9 @@ actl_cmd_verify(actl_ctx_t *ctx, int argc, char **argv)
 
     txn = NULL;
 
-    rc = actl_open(ctx, MDB_RDONLY);
+    rc = actl_start(ctx, MDB_RDONLY, &txn);
     if (rc != ACTL_OK) {
         goto wipe;
-    }
-
-    rc = actl_begin(ctx, MDB_RDONLY, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     status = akc_check_key(txn, &ctx->dbs, &ctx->secret,
@@ -1769,8 +1730,6 @@ actl_cmd_verify(actl_ctx_t *ctx, int argc, char **argv)
 abort:
 
     mdb_txn_abort(txn);
-
-close:
 
     actl_close(ctx);
 
@@ -1823,14 +1782,9 @@ actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv)
 
     txn = NULL;
 
-    rc = actl_open(ctx, MDB_RDONLY);
+    rc = actl_start(ctx, MDB_RDONLY, &txn);
     if (rc != ACTL_OK) {
         return rc;
-    }
-
-    rc = actl_begin(ctx, MDB_RDONLY, 0, 1, &txn);
-    if (rc != ACTL_OK) {
-        goto close;
     }
 
     if (jsonl) {
@@ -1842,8 +1796,6 @@ actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv)
     }
 
     mdb_txn_abort(txn);
-
-close:
 
     actl_close(ctx);
 
@@ -2350,6 +2302,24 @@ actl_open(actl_ctx_t *ctx, unsigned flags)
     }
 
     return actl_env_open(ctx, flags, 0600, 0);
+}
+
+
+static int
+actl_start(actl_ctx_t *ctx, unsigned flags, MDB_txn **txn)
+{
+    /* what every command but init begins with: the checked database */
+
+    if (actl_open(ctx, flags) != ACTL_OK) {
+        return ACTL_FAIL;
+    }
+
+    if (actl_begin(ctx, flags, 0, 1, txn) != ACTL_OK) {
+        actl_close(ctx);
+        return ACTL_FAIL;
+    }
+
+    return ACTL_OK;
 }
 
 
