@@ -28,6 +28,14 @@
 #define AKC_NOINLINE
 #endif
 
+/* integers read with one load where the byte order allows */
+#if (defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
+     && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#define AKC_LITTLE_ENDIAN       1
+#else
+#define AKC_LITTLE_ENDIAN       0
+#endif
+
 #define AKC_FINGERPRINT_LABEL   "ngx_http_apikey_module secret fingerprint v1"
 
 
@@ -579,8 +587,7 @@ akc_get_u16(const unsigned char *p)
 static inline uint64_t
 akc_get_be64(const unsigned char *p)
 {
-#if (defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
-     && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#if (AKC_LITTLE_ENDIAN)
 
     uint64_t  v;
 
@@ -604,8 +611,7 @@ akc_get_be64(const unsigned char *p)
 static inline uint64_t
 akc_get_u64(const unsigned char *p)
 {
-#if (defined(__GNUC__) && defined(__BYTE_ORDER__)                            \
-     && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__)
+#if (AKC_LITTLE_ENDIAN)
 
     uint64_t  v;
 

@@ -896,7 +896,8 @@ ngx_http_apikey_env_usable(ngx_log_t *log, ngx_http_apikey_db_t *db)
 
     /*
      * another name of an environment already open in this process (a
-     * symlink, "a//b"): use that one, LMDB must not open it twice
+     * symlink, a doubled slash): use that one, LMDB must not open it
+     * twice
      */
 
     if (ngx_file_info(env->data_path, &fi) != NGX_FILE_ERROR) {
