@@ -119,3 +119,9 @@ install: all
 
 clean:
 	rm -rf $(B)
+
+
+# further targets, one file per area: mk/matrix.mk (make test-matrix),
+# mk/check.mk (make fuzz, make test-asan, make test-valgrind)
+
+include $(wildcard mk/*.mk)
