@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/stat.h>
@@ -36,7 +37,7 @@
 #define AKC_LITTLE_ENDIAN       0
 #endif
 
-#define AKC_FINGERPRINT_LABEL   "ngx_http_apikey_module secret fingerprint v1"
+#define AKC_FINGERPRINT_LABEL   "ngx_http_apikey_module secret fingerprint v2"
 
 
 static int akc_run_is(const char *s, size_t len, unsigned cls);
@@ -166,14 +167,12 @@ akc_secret_prepare(akc_secret_t *secret)
     crypto_generichash_blake2b_state  state;
 
     /*
-     * the BLAKE2b state with the secret in its parameter block, made
+     * the keyed BLAKE2b state, with the secret as the key block, made
      * once: a lookup then copies it instead of initializing a state
      */
 
-    (void) crypto_generichash_blake2b_init_salt_personal(&state, NULL, 0,
-                                                         AKC_HASH_LEN,
-                                                         secret->bytes,
-                                                         secret->bytes + 16);
+    (void) crypto_generichash_blake2b_init(&state, secret->bytes,
+                                           AKC_SECRET_LEN, AKC_HASH_LEN);
 
     memcpy(secret->prepared, &state, sizeof(state));
     sodium_memzero(&state, sizeof(state));
@@ -247,16 +246,21 @@ void
 akc_secret_fingerprint(const akc_secret_t *secret,
     unsigned char out[AKC_FINGERPRINT_LEN])
 {
+    unsigned char  full[crypto_generichash_BYTES_MAX];
+
     /*
-     * The standard keyed BLAKE2b of a fixed label; the label contains
-     * spaces, so it can never be a key, and the construction differs
-     * from akc_hash() anyway.
+     * The first half of the keyed BLAKE2b-512 of a fixed label: the
+     * output length is in BLAKE2b's parameter block, so this is another
+     * function than akc_hash() (BLAKE2b-256), and the label contains
+     * spaces, so it is no key anyway.
      */
 
-    (void) crypto_generichash(out, AKC_FINGERPRINT_LEN,
+    (void) crypto_generichash(full, sizeof(full),
                               (const unsigned char *) AKC_FINGERPRINT_LABEL,
                               sizeof(AKC_FINGERPRINT_LABEL) - 1,
                               secret->bytes, AKC_SECRET_LEN);
+
+    memcpy(out, full, AKC_FINGERPRINT_LEN);
 }
 
 
@@ -267,13 +271,10 @@ akc_hash(const akc_secret_t *secret, const unsigned char *key, size_t len,
     crypto_generichash_blake2b_state  state;
 
     /*
-     * BLAKE2b-256 with the 256-bit secret in the parameter block (salt
-     * and personalization) instead of a key block: the secret becomes
-     * half of the initial chaining value, so a key of up to 128 bytes
-     * costs one compression instead of two.  README.md, "Security",
-     * explains why this is a keyed PRF of the same strength.  The same
-     * function as crypto_generichash_blake2b_salt_personal(out, 32, key,
-     * len, NULL, 0, secret, secret + 16), from a prepared state.
+     * RFC 7693 keyed BLAKE2b-256, the secret as the key: the same
+     * function as crypto_generichash(out, 32, key, len, secret, 32),
+     * Python's hashlib.blake2b(key, key=secret, digest_size=32) and Go's
+     * blake2b.New256(secret), from a prepared state.
      */
 
     memcpy(&state, secret->prepared, sizeof(state));
@@ -1099,6 +1100,10 @@ akc_meta_check(MDB_txn *txn, const akc_dbs_t *dbs,
         return rc;
     }
 
+    if (val.mv_size == 8 && akc_get_u64(val.mv_data) == 1) {
+        return AKC_EOLDFORMAT;
+    }
+
     if (val.mv_size != 8
         || akc_get_u64(val.mv_data) != AKC_FORMAT_VERSION)
     {
@@ -1201,11 +1206,140 @@ akc_meta_strerror(int rc)
         return "database is not initialized (run \"apikeyctl init\")";
     case AKC_EFORMAT:
         return "database has an unknown format version";
+    case AKC_EOLDFORMAT:
+        return "database has format version 1, whose keys were hashed "
+               "another way: make a new database with \"apikeyctl init\" "
+               "and import or issue the keys again";
     case AKC_ESECRET:
         return "database was made with another secret";
+    case AKC_ETRUNCATED:
+        return "data.mdb is shorter than the pages it claims (truncated?): "
+               "restore it from a backup";
+    case AKC_ELOCK:
+    case AKC_ELAG:
+        return "lock.mdb does not belong to data.mdb (one of them was "
+               "deleted, replaced or copied on its own while in use)";
     default:
         return mdb_strerror(rc);
     }
+}
+
+
+int
+akc_env_check(MDB_txn *txn, int write)
+{
+    int               rc;
+    long              os_psize;
+    size_t            txnid;
+    MDB_env          *env;
+    MDB_stat          ms;
+    struct stat       st;
+    MDB_envinfo       info;
+    mdb_filehandle_t  fd;
+
+    /*
+     * An environment is whole when its data file holds every page its
+     * newest meta page claims, and when the transaction id that the lock
+     * file handed to txn is that of the newest meta page.  A reader picks
+     * the meta page by that id, so a lock file made anew, or a data file
+     * replaced under a lock file in use, makes it read an old meta page
+     * and miss later writes; a writer would build on that old page and
+     * lose them for good.  A data file read past its end is SIGBUS.
+     *
+     * txn is a renewed read transaction, or a write transaction (write),
+     * which holds the writer lock, so that no commit is in flight.
+     */
+
+    env = mdb_txn_env(txn);
+
+    rc = mdb_env_get_fd(env, &fd);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    if (fstat(fd, &st) == -1) {
+        return errno;
+    }
+
+    /* the meta pages are read before the page size is known */
+
+    os_psize = sysconf(_SC_PAGESIZE);
+
+    if (os_psize <= 0 || st.st_size < 2 * (off_t) os_psize) {
+        return AKC_ETRUNCATED;
+    }
+
+    rc = mdb_env_stat(env, &ms);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    rc = mdb_env_info(env, &info);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    if ((uint64_t) st.st_size
+        < ((uint64_t) info.me_last_pgno + 1) * ms.ms_psize)
+    {
+        return AKC_ETRUNCATED;
+    }
+
+    txnid = mdb_txn_id(txn);
+
+    if (write) {
+        txnid--;
+    }
+
+    if (txnid == info.me_last_txnid) {
+        return AKC_OK;
+    }
+
+    /* a commit between the meta page and the lock file's id */
+
+    if (!write && txnid + 1 == info.me_last_txnid) {
+        return AKC_ELAG;
+    }
+
+    return AKC_ELOCK;
+}
+
+
+int
+akc_auth_parse(const unsigned char *value, size_t len, const char *scheme,
+    size_t scheme_len, akc_str_t *key)
+{
+    const unsigned char  *p, *last;
+
+    /*
+     * "Scheme key": the scheme matched without regard to case and
+     * followed by a space or nothing, then the key, trimmed of spaces;
+     * "Scheme" alone is an empty key.  Another scheme, or a scheme this
+     * one only begins ("Bearerx"), is AKC_ERROR: not ours.
+     */
+
+    if (len < scheme_len
+        || strncasecmp((const char *) value, scheme, scheme_len) != 0
+        || (len > scheme_len && value[scheme_len] != ' '))
+    {
+        return AKC_ERROR;
+    }
+
+    p = value + scheme_len;
+    last = value + len;
+
+    while (p < last && *p == ' ') {
+        p++;
+    }
+
+    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+        last--;
+    }
+
+    key->data = (const char *) p;
+    key->len = last - p;
+
+    return AKC_OK;
 }
 
 

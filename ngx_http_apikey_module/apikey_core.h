@@ -19,7 +19,7 @@
 #include <sodium.h>
 
 
-#define AKC_FORMAT_VERSION      1
+#define AKC_FORMAT_VERSION      2
 
 #define AKC_SECRET_LEN          32
 #define AKC_HASH_LEN            32
@@ -95,6 +95,12 @@ typedef enum {
 #define AKC_EUNINIT             -2      /* no meta: not initialized */
 #define AKC_EFORMAT             -3      /* unknown format version */
 #define AKC_ESECRET             -4      /* made with another secret */
+#define AKC_EOLDFORMAT          -5      /* format 1: the old hash */
+
+/* results of akc_env_check() */
+#define AKC_ETRUNCATED          -6      /* data file shorter than its pages */
+#define AKC_ELOCK               -7      /* lock file not the data file's */
+#define AKC_ELAG                -8      /* a reader one commit behind */
 
 
 typedef struct {
@@ -183,6 +189,10 @@ int akc_meta_touch(MDB_txn *txn, const akc_dbs_t *dbs, int64_t now);
 int akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
     uint64_t *value);
 const char *akc_meta_strerror(int rc);
+
+int akc_env_check(MDB_txn *txn, int write);
+int akc_auth_parse(const unsigned char *value, size_t len,
+    const char *scheme, size_t scheme_len, akc_str_t *key);
 
 akc_status_e akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs,
     const akc_secret_t *secret, const unsigned char *key, size_t len,

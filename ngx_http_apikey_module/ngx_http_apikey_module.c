@@ -505,7 +505,7 @@ static ngx_int_t
 ngx_http_apikey_authorization_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key)
 {
-    u_char           *p, *last;
+    akc_str_t         k;
     ngx_table_elt_t  *h;
 
     h = r->headers_in.authorization;
@@ -514,31 +514,17 @@ ngx_http_apikey_authorization_key(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    p = h->value.data;
-    last = p + h->value.len;
+    /* another scheme, such as Basic, is not ours */
 
-    if (h->value.len < src->name.len
-        || ngx_strncasecmp(p, src->name.data, src->name.len) != 0
-        || (h->value.len > src->name.len && p[src->name.len] != ' '))
+    if (akc_auth_parse(h->value.data, h->value.len,
+                       (const char *) src->name.data, src->name.len, &k)
+        != AKC_OK)
     {
-        /* another scheme, such as Basic: not ours */
         return NGX_DECLINED;
     }
 
-    /* "Bearer" alone (nginx trims trailing spaces) is an empty key */
-
-    p += src->name.len;
-
-    while (p < last && *p == ' ') {
-        p++;
-    }
-
-    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
-        last--;
-    }
-
-    key->data = p;
-    key->len = last - p;
+    key->data = (u_char *) k.data;
+    key->len = k.len;
 
     return NGX_OK;
 }

@@ -514,20 +514,26 @@ hash_vector(void **state)
     unsigned char         key200[200];
     akc_secret_t          secret;
 
+    /*
+     * from Python: hashlib.blake2b(key, key=bytes(range(32)),
+     * digest_size=32).hexdigest(); t/apikey_hash.t computes its own
+     * with Python at test time
+     */
+
     static const struct {
         const char       *key;
         size_t            len;
         const char       *hex;
     } vectors[] = {
         { "abcdefgh", 8,
-          "2dde11e25b97c7b220c2f6feb2dd583a"
-          "8b90794ef12c237a0ad83236069aecda" },
+          "c191a30a9d3a1dc7d7d76c644be8f41c"
+          "bcfba99da3bca25a160a6918dd6bf90d" },
         { "ak_0123456789ABCDEFGHIJKLMNOPQRSTUV1Wf1r1", 41,
-          "883487aa1518aba38bba16c63794aa38"
-          "efd259d95c3b55685e0380bd301a00ec" },
+          "a97e48b1a0eff645fc11c21e25b0e65a"
+          "f4fa6f790c25ba8f94ba1f8241c785b8" },
         { "", 0,
-          "bb5c60a1db29ea2905f46b203b7c51a5"
-          "d33c4b863ec94852b810a696090db92f" },
+          "4e51e7a913fc80137da52880fecca175"
+          "bf81e117d5c68126dc2774033517ea0d" },
     };
 
     t_secret_seq(&secret);
@@ -536,11 +542,10 @@ hash_vector(void **state)
         akc_hash(&secret, (const unsigned char *) vectors[i].key,
                  vectors[i].len, out);
 
-        assert_int_equal(crypto_generichash_blake2b_salt_personal(
-                             ref, sizeof(ref),
+        assert_int_equal(crypto_generichash(ref, sizeof(ref),
                              (const unsigned char *) vectors[i].key,
-                             vectors[i].len, NULL, 0,
-                             secret.bytes, secret.bytes + 16), 0);
+                             vectors[i].len, secret.bytes,
+                             AKC_SECRET_LEN), 0);
         assert_memory_equal(out, ref, AKC_HASH_LEN);
 
         t_hex(out, AKC_HASH_LEN, hex);
@@ -555,8 +560,8 @@ hash_vector(void **state)
 
     akc_hash(&secret, key200, sizeof(key200), out);
     t_hex(out, AKC_HASH_LEN, hex);
-    assert_string_equal(hex, "c65f91278fceeaad11f1e4f5cf847180"
-                             "c55df4c59cc4e5a4e96d8cef574b1ca1");
+    assert_string_equal(hex, "765fb2a66aae71edc032006194c5ebcd"
+                             "42e76431b75a5ea39e86a661da24673c");
 }
 
 
@@ -569,7 +574,7 @@ hash_secret_differs(void **state)
     t_secret_seq(&s1);
     akc_hash(&s1, (const unsigned char *) "abcdefgh", 8, a);
 
-    /* a change in the salt half, then in the personalization half */
+    /* a change in the first byte of the secret, then in the last */
 
     s2 = s1;
     s2.bytes[0] ^= 1;
@@ -601,23 +606,25 @@ fingerprint_vector(void **state)
     char           hex[2 * AKC_FINGERPRINT_LEN + 1];
     const char    *label;
     unsigned char  fp[AKC_FINGERPRINT_LEN], ref[AKC_FINGERPRINT_LEN];
-    unsigned char  h[AKC_HASH_LEN];
+    unsigned char  h[AKC_HASH_LEN], ref64[crypto_generichash_BYTES_MAX];
     akc_secret_t   secret;
 
-    label = "ngx_http_apikey_module secret fingerprint v1";
+    label = "ngx_http_apikey_module secret fingerprint v2";
 
     t_secret_seq(&secret);
     akc_secret_fingerprint(&secret, fp);
 
-    assert_int_equal(crypto_generichash(ref, sizeof(ref),
+    /* Python: hashlib.blake2b(label, key=secret).digest()[:32] */
+
+    assert_int_equal(crypto_generichash(ref64, sizeof(ref64),
                                         (const unsigned char *) label,
                                         strlen(label), secret.bytes,
                                         AKC_SECRET_LEN), 0);
-    assert_memory_equal(fp, ref, AKC_FINGERPRINT_LEN);
+    assert_memory_equal(fp, ref64, AKC_FINGERPRINT_LEN);
 
     t_hex(fp, AKC_FINGERPRINT_LEN, hex);
-    assert_string_equal(hex, "576161933a804687d3b1226ef87cd7e7"
-                             "f91871cd526c948276ea864508dfd8d6");
+    assert_string_equal(hex, "54f4b5ca39c92d095d2cc3c01b473439"
+                             "9d09835a9f586be2636500900c3efdc8");
 
     /* not the hash of the label as a key */
 
@@ -1871,7 +1878,7 @@ db_meta_uninit(void **state)
     MDB_txn        *txn;
     akc_dbs_t       dbs;
     akc_secret_t    secret;
-    unsigned char   one[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+    unsigned char   current[8] = { AKC_FORMAT_VERSION, 0, 0, 0, 0, 0, 0, 0 };
 
     db = *state;
     t_secret_seq(&secret);
@@ -1885,7 +1892,7 @@ db_meta_uninit(void **state)
     k.mv_size = strlen(AKC_META_FORMAT);
     k.mv_data = AKC_META_FORMAT;
     v.mv_size = 8;
-    v.mv_data = one;
+    v.mv_data = current;
     assert_int_equal(mdb_put(txn, dbs.meta, &k, &v, 0), MDB_SUCCESS);
     assert_int_equal(akc_meta_check(txn, &dbs, &secret), AKC_EUNINIT);
 
@@ -1901,8 +1908,9 @@ db_meta_format(void **state)
     MDB_txn        *txn;
     akc_dbs_t       dbs;
     akc_secret_t    secret;
-    unsigned char   two[8] = { 2, 0, 0, 0, 0, 0, 0, 0 };
-    unsigned char   big[8] = { 1, 0, 0, 0, 0, 0, 0, 1 };
+    unsigned char   one[8] = { 1, 0, 0, 0, 0, 0, 0, 0 };
+    unsigned char   three[8] = { 3, 0, 0, 0, 0, 0, 0, 0 };
+    unsigned char   big[8] = { 2, 0, 0, 0, 0, 0, 0, 1 };
 
     db = *state;
     t_secret_seq(&secret);
@@ -1915,22 +1923,28 @@ db_meta_format(void **state)
     k.mv_data = AKC_META_FORMAT;
 
     v.mv_size = 8;
-    v.mv_data = two;
+    v.mv_data = three;
     assert_int_equal(mdb_put(txn, dbs.meta, &k, &v, 0), MDB_SUCCESS);
     assert_int_equal(akc_meta_check(txn, &dbs, &secret), AKC_EFORMAT);
+
+    /* format 1 hashed keys another way: told apart, to say what to do */
+
+    v.mv_data = one;
+    assert_int_equal(mdb_put(txn, dbs.meta, &k, &v, 0), MDB_SUCCESS);
+    assert_int_equal(akc_meta_check(txn, &dbs, &secret), AKC_EOLDFORMAT);
 
     v.mv_data = big;
     assert_int_equal(mdb_put(txn, dbs.meta, &k, &v, 0), MDB_SUCCESS);
     assert_int_equal(akc_meta_check(txn, &dbs, &secret), AKC_EFORMAT);
 
-    /* 1, but not as 8 bytes */
+    /* 2, but not as 8 bytes */
 
     v.mv_size = 4;
     v.mv_data = big;
     assert_int_equal(mdb_put(txn, dbs.meta, &k, &v, 0), MDB_SUCCESS);
     assert_int_equal(akc_meta_check(txn, &dbs, &secret), AKC_EFORMAT);
 
-    /* back to 1; then a truncated fingerprint */
+    /* back to 2; then a truncated fingerprint */
 
     v.mv_size = 8;
     v.mv_data = big;
