@@ -52,6 +52,7 @@ static int akc_memn_cmp(const MDB_val *a, const MDB_val *b) AKC_NOINLINE;
 static inline int akc_decode_str(const unsigned char **pp,
     const unsigned char *end, akc_str_t *str, size_t max, unsigned cls);
 static int akc_parse_digits(const char *s, size_t n, int *out);
+static int akc_utf8_valid(const unsigned char *p, size_t len);
 
 
 static const char  akc_base62[] =
@@ -458,7 +459,8 @@ akc_key_hint(const unsigned char *key, size_t len,
         n = len - AKC_GEN_TAIL_LEN + 4;
 
     } else {
-        n = len / 4;
+        /* at most four characters, and never more than an eighth */
+        n = len / 8;
         if (n > 4) {
             n = 4;
         }
@@ -483,9 +485,76 @@ akc_id_valid(const char *s, size_t len)
 int
 akc_text_valid(const char *s, size_t len, size_t max)
 {
-    /* no control characters: values end up in headers and logs */
+    /*
+     * no control characters: values end up in headers and logs; and
+     * UTF-8, as JSON output needs
+     */
 
-    return len <= max && (len == 0 || akc_run_is(s, len, AKC_C_TEXT));
+    return len <= max
+           && (len == 0
+               || (akc_run_is(s, len, AKC_C_TEXT)
+                   && akc_utf8_valid((const unsigned char *) s, len)));
+}
+
+
+static int
+akc_utf8_valid(const unsigned char *p, size_t len)
+{
+    size_t    i, j, n;
+    uint32_t  u, min;
+
+    /*
+     * RFC 3629: no overlong forms, no surrogates, nothing past U+10FFFF;
+     * and no C1 control characters (U+0080-U+009F)
+     */
+
+    for (i = 0; i < len; i += n + 1) {
+        u = p[i];
+
+        if (u < 0x80) {
+            n = 0;
+            continue;
+        }
+
+        if (u >= 0xc2 && u <= 0xdf) {
+            n = 1;
+            u &= 0x1f;
+            min = 0x80;
+
+        } else if (u >= 0xe0 && u <= 0xef) {
+            n = 2;
+            u &= 0x0f;
+            min = 0x800;
+
+        } else if (u >= 0xf0 && u <= 0xf4) {
+            n = 3;
+            u &= 0x07;
+            min = 0x10000;
+
+        } else {
+            return 0;
+        }
+
+        if (len - i - 1 < n) {
+            return 0;
+        }
+
+        for (j = 1; j <= n; j++) {
+            if ((p[i + j] & 0xc0) != 0x80) {
+                return 0;
+            }
+
+            u = (u << 6) | (p[i + j] & 0x3f);
+        }
+
+        if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)
+            || u <= 0x9f)
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 
@@ -719,6 +788,12 @@ akc_decode_str(const unsigned char **pp, const unsigned char *end,
         return AKC_ERROR;
     }
 
+    /* text is UTF-8, as akc_text_valid() wants it */
+
+    if (cls == AKC_C_TEXT && !akc_utf8_valid(p, len)) {
+        return AKC_ERROR;
+    }
+
     str->len = len;
     str->data = (const char *) p;
 
@@ -826,6 +901,11 @@ akc_parse_digits(const char *s, size_t n, int *out)
 }
 
 
+/* 9999-12-31T23:59:59Z: what RFC 3339, and akc_time_format(), can show */
+
+#define AKC_TIME_MAX            253402300799LL
+
+
 int
 akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out)
 {
@@ -858,6 +938,11 @@ akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out)
         case 'd': unit = 86400; break;
         case 'w': unit = 7 * 86400; break;
         default: return AKC_ERROR;
+        }
+
+        if (now < 0 || now > AKC_TIME_MAX || n > (AKC_TIME_MAX - now) / unit)
+        {
+            return AKC_ERROR;
         }
 
         *out = now + n * unit;
@@ -931,7 +1016,13 @@ akc_time_parse(const char *s, size_t len, int64_t now, int64_t *out)
         return AKC_ERROR;
     }
 
-    *out = t - sign * (oh * 3600 + om * 60);
+    t -= sign * (oh * 3600 + om * 60);
+
+    if (t > AKC_TIME_MAX) {
+        return AKC_ERROR;
+    }
+
+    *out = t;
 
     return AKC_OK;
 }

@@ -491,15 +491,39 @@ key_hint(void **state)
     assert_int_equal(n, 10);
     assert_string_equal(hint, "ak_0123...");
 
-    n = akc_key_hint((unsigned char *) "abcdefghijklmnop", 16, hint);
-    assert_int_equal(n, 7);
-    assert_string_equal(hint, "abcd...");
+    /* an imported key: at most 4 characters, at most an eighth of it */
 
-    n = akc_key_hint((unsigned char *) "abcdefgh", 8, hint);
+    n = akc_key_hint((unsigned char *) "abcdefghijklmnop", 16, hint);
     assert_int_equal(n, 5);
     assert_string_equal(hint, "ab...");
 
+    n = akc_key_hint((unsigned char *) "abcdefgh", 8, hint);
+    assert_int_equal(n, 4);
+    assert_string_equal(hint, "a...");
+
     assert_true(akc_text_valid(hint, n, AKC_HINT_MAX_LEN));
+
+    n = akc_key_hint((unsigned char *) "abcdefghijklmno", 15, hint);
+    assert_string_equal(hint, "a...");
+
+    n = akc_key_hint((unsigned char *) "abcdefghijklmnopqrstuvwxyz01234", 31,
+                     hint);
+    assert_string_equal(hint, "abc...");
+
+    n = akc_key_hint((unsigned char *) "abcdefghijklmnopqrstuvwxyz012345", 32,
+                     hint);
+    assert_string_equal(hint, "abcd...");
+
+    n = akc_key_hint((unsigned char *)
+                     "abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnop",
+                     52, hint);
+    assert_string_equal(hint, "abcd...");
+
+    /* not of the generated shape (a bad checksum): a plain key's hint */
+
+    n = akc_key_hint((unsigned char *)
+                     "ak_0123456789ABCDEFGHIJKLMNOPQRSTUV1Wf1r2", 41, hint);
+    assert_string_equal(hint, "ak_0...");
 }
 
 
@@ -1132,7 +1156,21 @@ record_decode_fields(void **state)
     b[off + 4] = 0x7f;
     assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
     b[off + 4] = 0xc3;
+    assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
+
+    /* UTF-8 in the subject, and bytes that are not UTF-8 */
+
+    b[off + 3] = 0xc3;
+    b[off + 4] = 0xa9;
     assert_int_equal(t_decode_copy(b, n), AKC_OK);
+    b[off + 4] = 0x29;
+    assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
+    b[off + 3] = 0xc0;
+    b[off + 4] = 0x80;
+    assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
+    b[off + 3] = 0xff;
+    b[off + 4] = 'x';
+    assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
 
     /* an invalid id */
 
@@ -1386,6 +1424,8 @@ time_parse_rfc3339(void **state)
         { "2000-02-29T00:00:00Z", 951782400 },
         { "2027-01-31T00:00:01Z", 1801353601 },
         { "2026-12-31T23:59:59Z", 1798761599 },
+        { "9999-12-31T23:59:59Z", 253402300799LL },
+        { "9999-12-31T23:59:59+00:01", 253402300739LL },
     };
 
     static const char  *bad[] = {
@@ -1420,6 +1460,11 @@ time_parse_rfc3339(void **state)
         "2027-01-31T00:00:00UTC",
         "+027-01-31T00:00:00Z",
         "2027-01-31T0 :00:00Z",
+
+        /* past 9999: RFC 3339 cannot show it */
+        "10000-01-01T00:00:00Z",
+        "9999-12-31T23:59:59-00:01",
+        "99999-12-31T23:59:59Z",
     };
 
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -1480,6 +1525,13 @@ time_parse_duration(void **state)
         "1h30m",
         "abc",
         "999999999999s",
+
+        /* past 9999-12-31T23:59:59Z */
+        "3000000d",
+        "99999999999w",
+        "99999999999d",
+        "99999999999h",
+        "253402300800s",
     };
 
     for (i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
@@ -1535,12 +1587,17 @@ time_format(void **state)
     assert_int_equal(akc_time_format(INT64_MAX, buf), 0);
     assert_string_equal(buf, "");
 
-    /* a duration can reach that far */
+    /* a duration cannot reach that far: the last one that can */
 
-    assert_int_equal(akc_time_parse("99999999999w", 12, T_NOW, &t), AKC_OK);
-    memset(buf, 'x', sizeof(buf));
-    assert_int_equal(akc_time_format(t, buf), 0);
-    assert_string_equal(buf, "");
+    assert_int_equal(akc_time_parse("3000000d", 8, T_NOW, &t), AKC_ERROR);
+    assert_int_equal(akc_time_parse("2913221d", 8, T_NOW, &t), AKC_OK);
+    assert_int_equal(akc_time_format(t, buf), AKC_TIME_LEN);
+    assert_int_equal(akc_time_parse("2913222d", 8, T_NOW, &t), AKC_ERROR);
+    assert_int_equal(akc_time_parse("999999d", 7, 253402300799LL, &t),
+                     AKC_ERROR);
+    assert_int_equal(akc_time_parse("0s", 2, 253402300799LL, &t), AKC_OK);
+    assert_int_equal(akc_time_parse("1s", 2, 253402300799LL, &t), AKC_ERROR);
+    assert_int_equal(akc_time_parse("1s", 2, INT64_MAX, &t), AKC_ERROR);
 
     for (i = 0; i < (int) (sizeof(times) / sizeof(times[0])); i++) {
         assert_int_equal(akc_time_format(times[i], buf), AKC_TIME_LEN);
@@ -1667,6 +1724,44 @@ text_valid(void **state)
     assert_false(akc_text_valid("a\0b", 3, 256));
     assert_false(akc_text_valid("a\x1b" "b", 3, 256));
     assert_false(akc_text_valid("a\x7f" "b", 3, 256));
+
+    /* UTF-8 only: what is not would be lost in JSON */
+
+    assert_true(akc_text_valid("\xc2\xa0", 2, 256));
+    assert_true(akc_text_valid("\xdf\xbf", 2, 256));
+    assert_true(akc_text_valid("\xe0\xa0\x80", 3, 256));
+    assert_true(akc_text_valid("\xed\x9f\xbf", 3, 256));
+    assert_true(akc_text_valid("\xee\x80\x80", 3, 256));
+    assert_true(akc_text_valid("\xef\xbf\xbd", 3, 256));
+    assert_true(akc_text_valid("\xf0\x90\x80\x80", 4, 256));
+    assert_true(akc_text_valid("\xf0\x9f\x94\x91 key", 8, 256));
+    assert_true(akc_text_valid("\xf4\x8f\xbf\xbf", 4, 256));
+
+    assert_false(akc_text_valid("caf\xe9", 4, 256));
+    assert_false(akc_text_valid("\xc3", 1, 256));
+    assert_false(akc_text_valid("\xc3x", 2, 256));
+    assert_false(akc_text_valid("\xa9", 1, 256));
+    assert_false(akc_text_valid("\xc0\x80", 2, 256));
+    assert_false(akc_text_valid("\xc1\xbf", 2, 256));
+    assert_false(akc_text_valid("\xe0\x80\x80", 3, 256));
+    assert_false(akc_text_valid("\xe0\x9f\xbf", 3, 256));
+    assert_false(akc_text_valid("\xed\xa0\x80", 3, 256));
+    assert_false(akc_text_valid("\xed\xbf\xbf", 3, 256));
+    assert_false(akc_text_valid("\xe2\x82", 2, 256));
+    assert_false(akc_text_valid("\xf0\x80\x80\x80", 4, 256));
+    assert_false(akc_text_valid("\xf0\x8f\xbf\xbf", 4, 256));
+    assert_false(akc_text_valid("\xf4\x90\x80\x80", 4, 256));
+    assert_false(akc_text_valid("\xf5\x80\x80\x80", 4, 256));
+    assert_false(akc_text_valid("\xf8\x88\x80\x80\x80", 5, 256));
+    assert_false(akc_text_valid("\xff", 1, 256));
+    assert_false(akc_text_valid("\xfe", 1, 256));
+    assert_false(akc_text_valid("ab\xf0\x9f\x94", 5, 256));
+
+    /* C1 control characters, U+0080 to U+009F */
+
+    assert_false(akc_text_valid("\xc2\x80", 2, 256));
+    assert_false(akc_text_valid("\xc2\x9b[0m", 5, 256));
+    assert_false(akc_text_valid("\xc2\x9f", 2, 256));
 }
 
 
