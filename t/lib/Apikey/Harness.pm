@@ -73,6 +73,33 @@ sub require_apikeyctl {
     return $self;
 }
 
+# skip the whole file when the nginx binary lacks a module the test
+# configures, named as configure names it: http_v2, http_auth_request...
+# A module is there when "nginx -V" shows --with-<name>_module (not
+# =dynamic: the tests load only ours), or when it is one that nginx builds
+# by default and it was not configured --without-<name>_module.
+
+my %optional = map { $_ => 1 } qw(http_ssl http_v2 http_v3 http_realip
+    http_addition http_xslt http_image_filter http_geoip http_sub http_dav
+    http_flv http_mp4 http_gunzip http_gzip_static http_auth_request
+    http_random_index http_secure_link http_degradation http_slice
+    http_stub_status http_perl mail stream);
+
+sub require_modules {
+    my ($self, @modules) = @_;
+
+    my $v = $self->{nginx_V} //= `$self->{nginx} -V 2>&1`;
+
+    for my $m (@modules) {
+        next if $v =~ /--with-${m}_module(?!=)/;
+
+        plan(skip_all => "$self->{nginx} has no ${m} module built in")
+            if $optional{$m} || $v =~ /--without-${m}_module/;
+    }
+
+    return $self;
+}
+
 sub prefix { $_[0]->{prefix} }
 sub db { $_[0]->{db} }
 sub secret { $_[0]->{secret} }
@@ -168,12 +195,14 @@ sub gen {
 }
 
 # the configuration: %%PORT%%, %%PORT_1%%..., %%DB%%, %%SECRET%%,
-# %%PREFIX%% are replaced; the main context is made here
+# %%PREFIX%% are replaced; the main context is made here, with
+# $opts{workers} worker processes (1), $opts{main} added to it
 
 sub write_config {
     my ($self, $http, %opts) = @_;
 
     my $user = worker_user();
+    my $workers = $opts{workers} // 1;
     my $conf = '';
 
     $conf .= "user $user nogroup;\n" if defined $user;
@@ -181,7 +210,7 @@ sub write_config {
 load_module $self->{module};
 daemon off;
 master_process on;
-worker_processes 1;
+worker_processes $workers;
 pid $self->{prefix}/nginx.pid;
 error_log $self->{prefix}/logs/error.log info;
 EOF
