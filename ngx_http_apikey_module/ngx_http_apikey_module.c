@@ -8,6 +8,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include <setjmp.h>
 #include <lmdb.h>
 #include <sodium.h>
 
@@ -50,11 +51,32 @@ typedef struct {
 
 
 /*
- * An open LMDB environment.  These live in process memory outside any
- * cycle: LMDB forbids opening one environment twice in a process, and in
- * "master_process off" mode a reload makes a new cycle without calling
- * init_process again.  The master never opens them.
+ * An open LMDB environment, one per data file: LMDB forbids opening one
+ * environment twice in a process, so the configured paths that reach it
+ * (a symlink and the direct path) share it.  Handles and paths live in
+ * process memory outside any cycle: in "master_process off" mode a
+ * reload makes a new cycle without calling init_process again.  The
+ * master never opens an environment.
  */
+
+typedef struct ngx_http_apikey_handle_s  ngx_http_apikey_handle_t;
+
+struct ngx_http_apikey_handle_s {
+    ngx_http_apikey_handle_t   *next;
+    MDB_env                    *env;
+    MDB_txn                    *txn;
+    akc_dbs_t                   dbs;
+    ngx_uint_t                  refs;
+    ngx_uint_t                  broken;     /* unusable: detach from it */
+    dev_t                       data_dev;
+    ino_t                       data_ino;
+    dev_t                       lock_dev;
+    ino_t                       lock_ino;
+    u_char                      checked[AKC_FINGERPRINT_LEN];
+};
+
+
+/* a configured path, which follows its own target */
 
 typedef struct ngx_http_apikey_env_s  ngx_http_apikey_env_t;
 
@@ -62,14 +84,11 @@ struct ngx_http_apikey_env_s {
     ngx_http_apikey_env_t      *next;
     u_char                     *path;
     u_char                     *data_path;
-    MDB_env                    *env;
-    MDB_txn                    *txn;
-    akc_dbs_t                   dbs;
-    dev_t                       dev;
-    ino_t                       ino;
+    u_char                     *lock_path;
+    ngx_http_apikey_handle_t   *handle;
     time_t                      next_open;
-    time_t                      next_stat;
-    u_char                      checked[AKC_FINGERPRINT_LEN];
+    time_t                      next_check;
+    time_t                      lag_seen;   /* a reader one commit behind */
     u_char                      error[NGX_HTTP_APIKEY_ERRLEN];
 };
 
@@ -134,6 +153,9 @@ static ngx_int_t ngx_http_apikey_authorization_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
 static void ngx_http_apikey_check(ngx_http_request_t *r,
     ngx_http_apikey_db_t *db, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
+static akc_status_e ngx_http_apikey_read(ngx_http_request_t *r,
+    ngx_http_apikey_db_t *db, ngx_http_apikey_handle_t *h,
+    ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_copy_record(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx, akc_record_t *rec);
 static ngx_inline void ngx_http_apikey_rebase(ngx_str_t *dst,
@@ -149,16 +171,30 @@ static ngx_int_t ngx_http_apikey_unauthorized(ngx_http_request_t *r,
 static void ngx_http_apikey_log_rejection(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
 
-static ngx_http_apikey_env_t *ngx_http_apikey_env_usable(ngx_log_t *log,
+static ngx_http_apikey_handle_t *ngx_http_apikey_env_usable(ngx_log_t *log,
     ngx_http_apikey_db_t *db);
+static void ngx_http_apikey_env_watch(ngx_log_t *log,
+    ngx_http_apikey_env_t *env);
+static void ngx_http_apikey_watch_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_apikey_env_check(ngx_log_t *log,
+    ngx_http_apikey_env_t *env);
+static ngx_int_t ngx_http_apikey_env_whole(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h);
 static ngx_int_t ngx_http_apikey_env_open(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_secret_t *secret);
-static void ngx_http_apikey_env_close(ngx_http_apikey_env_t *env);
+static ngx_int_t ngx_http_apikey_env_stat(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_file_info_t *data, ngx_file_info_t *lock);
+static ngx_int_t ngx_http_apikey_handle_open(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h,
+    ngx_http_apikey_secret_t *secret, ngx_file_info_t *lock);
+static void ngx_http_apikey_env_detach(ngx_http_apikey_env_t *env);
+static void ngx_http_apikey_handle_close(ngx_http_apikey_handle_t *h);
 static void ngx_http_apikey_env_error(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_uint_t level, const char *fmt, ...);
 static ngx_int_t ngx_http_apikey_env_renew(ngx_log_t *log,
-    ngx_http_apikey_env_t *env);
+    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h);
 static ngx_http_apikey_env_t *ngx_http_apikey_env_get(ngx_str_t *path);
+static void ngx_http_apikey_sigbus(int signo);
 
 static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -179,6 +215,8 @@ static char *ngx_http_apikey(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 static char *ngx_http_apikey_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_apikey_scope(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -219,9 +257,9 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
 
     { ngx_string("apikey_scope"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
-      ngx_conf_set_str_array_slot,
+      ngx_http_apikey_scope,
       NGX_HTTP_LOC_CONF_OFFSET,
-      offsetof(ngx_http_apikey_loc_conf_t, scopes),
+      0,
       NULL },
 
     { ngx_string("apikey_realm"),
@@ -304,8 +342,18 @@ static ngx_conf_enum_t  ngx_http_apikey_modes[] = {
 };
 
 
-/* open environments of this process; see ngx_http_apikey_env_t */
-static ngx_http_apikey_env_t  *ngx_http_apikey_envs;
+/* configured paths and open environments of this process */
+static ngx_http_apikey_env_t     *ngx_http_apikey_envs;
+static ngx_http_apikey_handle_t  *ngx_http_apikey_handles;
+
+/*
+ * Where a SIGBUS inside LMDB jumps to: a data file or lock file truncated
+ * under the map is read past its end.  Set only around LMDB calls.
+ */
+static sigjmp_buf *volatile       ngx_http_apikey_sigbus_jmp;
+
+/* checks the files of open environments once a second */
+static ngx_event_t                ngx_http_apikey_watch_event;
 
 
 static ngx_int_t
@@ -534,11 +582,9 @@ static void
 ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
 {
-    int                     rc, mdb_rc;
-    akc_record_t            rec;
-    akc_status_e            status;
-    akc_key_kind_e          kind;
-    ngx_http_apikey_env_t  *env;
+    sigjmp_buf                 jb;
+    akc_key_kind_e             kind;
+    ngx_http_apikey_handle_t  *h;
 
     /* the shape and checksum are checked without touching the database */
 
@@ -549,67 +595,106 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         return;
     }
 
-    env = ngx_http_apikey_env_usable(r->connection->log, db);
-    if (env == NULL) {
+    h = ngx_http_apikey_env_usable(r->connection->log, db);
+    if (h == NULL) {
         ctx->status = AKC_STATUS_ERROR;
         return;
     }
 
-    if (ngx_http_apikey_env_renew(r->connection->log, env) != NGX_OK) {
+    if (sigsetjmp(jb, 0) != 0) {
+
+        /* a file was truncated under the map: fail closed, never crash */
+
+        ngx_http_apikey_sigbus_jmp = NULL;
+
+        ngx_http_apikey_env_error(r->connection->log, db->env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "SIGBUS while reading it (data.mdb or "
+                                  "lock.mdb truncated?)", db->env->path);
+
+        if (db->env->handle == h) {
+            h->broken = 1;
+            ngx_http_apikey_env_detach(db->env);
+            db->env->next_open = ngx_time() + 1;
+        }
+
         ctx->status = AKC_STATUS_ERROR;
         return;
+    }
+
+    ngx_http_apikey_sigbus_jmp = &jb;
+
+    ctx->status = ngx_http_apikey_read(r, db, h, ctx, key);
+
+    ngx_http_apikey_sigbus_jmp = NULL;
+}
+
+
+static akc_status_e
+ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
+    ngx_http_apikey_handle_t *h, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
+{
+    int            rc, mdb_rc;
+    ngx_log_t     *log;
+    akc_record_t   rec;
+    akc_status_e   status;
+
+    /* inside the SIGBUS guard of ngx_http_apikey_check() */
+
+    log = r->connection->log;
+
+    if (ngx_http_apikey_env_renew(log, db->env, h) != NGX_OK) {
+        return AKC_STATUS_ERROR;
     }
 
     /* a location with another secret than the one checked at open */
 
-    if (ngx_memcmp(env->checked, db->secret->fingerprint,
-                   AKC_FINGERPRINT_LEN) != 0)
+    if (ngx_memcmp(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN)
+        != 0)
     {
-        rc = akc_meta_check(env->txn, &env->dbs, &db->secret->secret);
+        rc = akc_meta_check(h->txn, &h->dbs, &db->secret->secret);
 
         if (rc != AKC_OK) {
-            mdb_txn_reset(env->txn);
-            ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
-                          "apikey database \"%s\": %s with secret \"%V\"",
-                          env->path, akc_meta_strerror(rc),
-                          &db->secret->path);
-            ctx->status = AKC_STATUS_ERROR;
-            return;
+            mdb_txn_reset(h->txn);
+            ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
+                                      "apikey database \"%s\": %s with "
+                                      "secret \"%V\"", db->env->path,
+                                      akc_meta_strerror(rc),
+                                      &db->secret->path);
+            return AKC_STATUS_ERROR;
         }
 
-        ngx_memcpy(env->checked, db->secret->fingerprint,
-                   AKC_FINGERPRINT_LEN);
+        ngx_memcpy(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN);
     }
 
-    status = akc_lookup_key(env->txn, &env->dbs, &db->secret->secret,
+    status = akc_lookup_key(h->txn, &h->dbs, &db->secret->secret,
                             key->data, key->len, ngx_time(), &rec, &mdb_rc);
 
     if (status == AKC_STATUS_ERROR) {
-        mdb_txn_reset(env->txn);
-        ngx_log_error(NGX_LOG_CRIT, r->connection->log, 0,
-                      "apikey database \"%s\": lookup failed (%d: %s)",
-                      env->path, mdb_rc, mdb_strerror(mdb_rc));
-        ctx->status = AKC_STATUS_ERROR;
-        return;
+        mdb_txn_reset(h->txn);
+        ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\": lookup failed "
+                                  "(%d: %s)", db->env->path, mdb_rc,
+                                  mdb_strerror(mdb_rc));
+        return AKC_STATUS_ERROR;
     }
 
     if (status == AKC_STATUS_UNKNOWN) {
-        mdb_txn_reset(env->txn);
-        ctx->status = status;
+        mdb_txn_reset(h->txn);
 
         /* its hint is made only if a log line or variable asks for it */
         ctx->unknown = *key;
 
-        return;
+        return status;
     }
 
     /* the record points into the map: copy it before the reset */
 
     rc = ngx_http_apikey_copy_record(r, ctx, &rec);
 
-    mdb_txn_reset(env->txn);
+    mdb_txn_reset(h->txn);
 
-    ctx->status = (rc == NGX_OK) ? status : AKC_STATUS_ERROR;
+    return (rc == NGX_OK) ? status : AKC_STATUS_ERROR;
 }
 
 
@@ -782,6 +867,9 @@ ngx_http_apikey_unauthorized(ngx_http_request_t *r,
     }
 
     h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
     ngx_str_set(&h->key, "WWW-Authenticate");
     h->value.data = p;
     h->value.len = len;
@@ -830,46 +918,19 @@ ngx_http_apikey_log_rejection(ngx_http_request_t *r,
 }
 
 
-static ngx_http_apikey_env_t *
+static ngx_http_apikey_handle_t *
 ngx_http_apikey_env_usable(ngx_log_t *log, ngx_http_apikey_db_t *db)
 {
     time_t                  now;
-    ngx_file_info_t         fi;
-    ngx_http_apikey_env_t  *env, *alias;
+    ngx_http_apikey_env_t  *env;
 
     env = db->env;
     now = ngx_time();
 
-    if (env->env != NULL && now >= env->next_stat) {
+    ngx_http_apikey_env_watch(log, env);
 
-        /*
-         * at most once a second: has the path come to name another
-         * data.mdb (a symlink swap, or a database made anew)?
-         */
-
-        env->next_stat = now + 1;
-
-        if (ngx_file_info(env->data_path, &fi) == NGX_FILE_ERROR) {
-            ngx_http_apikey_env_close(env);
-            ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                      ngx_file_info_n " \"%s\" failed (%d: %s)",
-                                      env->data_path, ngx_errno,
-                                      strerror(ngx_errno));
-            env->next_open = now + 1;
-            return NULL;
-        }
-
-        if (fi.st_ino != env->ino || fi.st_dev != env->dev) {
-            ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                          "apikey database \"%s\" was replaced, reopening",
-                          env->path);
-            ngx_http_apikey_env_close(env);
-            env->next_open = 0;
-        }
-    }
-
-    if (env->env != NULL) {
-        return env;
+    if (env->handle != NULL) {
+        return env->handle;
     }
 
     /* fail closed, and retry at most about once a second */
@@ -880,28 +941,185 @@ ngx_http_apikey_env_usable(ngx_log_t *log, ngx_http_apikey_db_t *db)
 
     env->next_open = now + 1;
 
-    /*
-     * another name of an environment already open in this process (a
-     * symlink, a doubled slash): use that one, LMDB must not open it
-     * twice
-     */
-
-    if (ngx_file_info(env->data_path, &fi) != NGX_FILE_ERROR) {
-        for (alias = ngx_http_apikey_envs; alias; alias = alias->next) {
-            if (alias != env && alias->env != NULL
-                && alias->ino == fi.st_ino && alias->dev == fi.st_dev)
-            {
-                db->env = alias;
-                return alias;
-            }
-        }
-    }
-
     if (ngx_http_apikey_env_open(log, env, db->secret) != NGX_OK) {
         return NULL;
     }
 
-    return env;
+    return env->handle;
+}
+
+
+static void
+ngx_http_apikey_env_watch(ngx_log_t *log, ngx_http_apikey_env_t *env)
+{
+    time_t     now;
+    ngx_int_t  rc;
+
+    now = ngx_time();
+
+    if (env->handle == NULL
+        || (!env->handle->broken && now < env->next_check))
+    {
+        return;
+    }
+
+    /* at most once a second: are the files still those opened? */
+
+    env->next_check = now + 1;
+
+    rc = ngx_http_apikey_env_check(log, env);
+
+    if (rc != NGX_OK) {
+        ngx_http_apikey_env_detach(env);
+
+        /* a directory swapped in whole is opened at once */
+        env->next_open = (rc == NGX_DECLINED) ? 0 : now + 1;
+    }
+}
+
+
+static void
+ngx_http_apikey_watch_handler(ngx_event_t *ev)
+{
+    ngx_http_apikey_env_t  *env;
+
+    /*
+     * idle workers too let go of files that are no longer whole: LMDB
+     * makes a lock file right again only when no process has it open
+     */
+
+    for (env = ngx_http_apikey_envs; env; env = env->next) {
+        ngx_http_apikey_env_watch(ev->log, env);
+    }
+
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_apikey_env_check(ngx_log_t *log, ngx_http_apikey_env_t *env)
+{
+    ngx_uint_t                 same_data, same_lock;
+    ngx_file_info_t            data, lock;
+    ngx_http_apikey_handle_t  *h;
+
+    /*
+     * NGX_OK: the path still names the files opened, and they are whole;
+     * NGX_DECLINED: a new directory (both files new), to be opened now;
+     * NGX_ERROR: not usable, logged, retried about a second later
+     */
+
+    h = env->handle;
+
+    if (h->broken) {
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_apikey_env_stat(log, env, &data, &lock) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    same_data = (data.st_ino == h->data_ino && data.st_dev == h->data_dev);
+    same_lock = (lock.st_ino == h->lock_ino && lock.st_dev == h->lock_dev);
+
+    if (!same_data && !same_lock) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "apikey database \"%s\" was replaced, reopening",
+                      env->path);
+        return NGX_DECLINED;
+    }
+
+    /*
+     * one file of the pair replaced on its own: readers pick the meta
+     * page through the lock file, so the pair no longer agrees
+     */
+
+    if (!same_data || !same_lock) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "\"%s\" was replaced on its own while in "
+                                  "use; swap in a whole new directory "
+                                  "instead", env->path,
+                                  same_data ? env->lock_path
+                                            : env->data_path);
+        return NGX_ERROR;
+    }
+
+    return ngx_http_apikey_env_whole(log, env, h);
+}
+
+
+static ngx_int_t
+ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_http_apikey_handle_t *h)
+{
+    int                  rc;
+    sigjmp_buf           jb;
+    sigjmp_buf *volatile saved;
+
+    /* the data file holds its pages, the lock file names its newest meta */
+
+    saved = ngx_http_apikey_sigbus_jmp;
+
+    if (sigsetjmp(jb, 0) != 0) {
+        ngx_http_apikey_sigbus_jmp = saved;
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "SIGBUS while reading it (data.mdb or "
+                                  "lock.mdb truncated?)", env->path);
+        h->broken = 1;
+        return NGX_ERROR;
+    }
+
+    ngx_http_apikey_sigbus_jmp = &jb;
+
+    rc = mdb_txn_renew(h->txn);
+
+    if (rc == MDB_SUCCESS) {
+        rc = akc_env_check(h->txn, 0);
+        mdb_txn_reset(h->txn);
+
+        if (rc == AKC_ELAG && mdb_txn_renew(h->txn) == MDB_SUCCESS) {
+
+            /* a commit in flight, or a lock file one commit behind */
+
+            rc = akc_env_check(h->txn, 0);
+            mdb_txn_reset(h->txn);
+        }
+    }
+
+    ngx_http_apikey_sigbus_jmp = saved;
+
+    if (rc == AKC_ELAG) {
+
+        /* behind at two checks in a row is no commit in flight */
+
+        if (env->lag_seen == 0) {
+            env->lag_seen = ngx_time();
+            return NGX_OK;
+        }
+
+        rc = AKC_ELOCK;
+    }
+
+    env->lag_seen = 0;
+
+    if (rc == MDB_MAP_RESIZED) {
+        /* the next request adopts the new size */
+        return NGX_OK;
+    }
+
+    if (rc != AKC_OK) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: %s",
+                                  env->path, akc_meta_strerror(rc));
+        h->broken = 1;
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -909,100 +1127,188 @@ static ngx_int_t
 ngx_http_apikey_env_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_secret_t *secret)
 {
-    int              rc;
-    u_char          *lock_path, *p;
-    size_t           len;
-    MDB_txn         *txn;
-    ngx_err_t        err;
-    ngx_file_info_t  fi;
-    mdb_filehandle_t fd;
+    ngx_file_info_t            data, lock;
+    ngx_http_apikey_handle_t  *h;
 
     /*
      * never let a worker create the files: LMDB would make a lock.mdb
      * of its own that the loader then cannot use
      */
 
-    if (ngx_file_info(env->data_path, &fi) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  ngx_file_info_n " \"%s\" failed (%d: %s)",
-                                  env->path, env->data_path, err,
-                                  strerror(err));
+    if (ngx_http_apikey_env_stat(log, env, &data, &lock) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    len = ngx_strlen(env->path);
+    /*
+     * another path to an environment open in this process (a symlink, a
+     * doubled slash): share it, LMDB must not open it twice; one opened
+     * with another lock file is no longer right for any path
+     */
 
-    lock_path = ngx_alloc(len + sizeof("/" AKC_LOCK_FILE), log);
-    if (lock_path == NULL) {
+    for (h = ngx_http_apikey_handles; h; h = h->next) {
+        if (h->broken || h->env == NULL
+            || h->data_ino != data.st_ino || h->data_dev != data.st_dev)
+        {
+            continue;
+        }
+
+        if (h->lock_ino == lock.st_ino && h->lock_dev == lock.st_dev) {
+            h->refs++;
+            goto opened;
+        }
+
+        h->broken = 1;
+    }
+
+    h = ngx_calloc(sizeof(ngx_http_apikey_handle_t), log);
+    if (h == NULL) {
         return NGX_ERROR;
     }
 
-    p = ngx_cpymem(lock_path, env->path, len);
-    ngx_memcpy(p, "/" AKC_LOCK_FILE, sizeof("/" AKC_LOCK_FILE));
-
-    if (ngx_file_info(lock_path, &fi) == NGX_FILE_ERROR) {
-        err = ngx_errno;
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  ngx_file_info_n " \"%s\" failed (%d: %s)",
-                                  env->path, lock_path, err, strerror(err));
-        ngx_free(lock_path);
+    if (ngx_http_apikey_handle_open(log, env, h, secret, &lock) != NGX_OK) {
+        ngx_http_apikey_handle_close(h);
+        ngx_free(h);
         return NGX_ERROR;
     }
 
-    ngx_free(lock_path);
+    h->refs = 1;
+    h->next = ngx_http_apikey_handles;
+    ngx_http_apikey_handles = h;
 
-    rc = mdb_env_create(&env->env);
-    if (rc != MDB_SUCCESS) {
-        env->env = NULL;
-        ngx_http_apikey_env_error(log, env, NGX_LOG_ALERT,
-                                  "mdb_env_create() failed (%d: %s)",
-                                  rc, mdb_strerror(rc));
-        return NGX_ERROR;
+opened:
+
+    env->handle = h;
+    env->next_check = ngx_time() + 1;
+    env->lag_seen = 0;
+
+    if (env->error[0] != '\0') {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "apikey database \"%s\" is usable again", env->path);
+        env->error[0] = '\0';
     }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_env_stat(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_file_info_t *data, ngx_file_info_t *lock)
+{
+    u_char     *name;
+    ngx_err_t   err;
+
+    name = env->data_path;
+
+    if (ngx_file_info(name, data) == NGX_FILE_ERROR) {
+        goto failed;
+    }
+
+    name = env->lock_path;
+
+    if (ngx_file_info(name, lock) == NGX_FILE_ERROR) {
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    err = ngx_errno;
+
+    ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                              "apikey database \"%s\" is not usable: "
+                              ngx_file_info_n " \"%s\" failed (%d: %s)",
+                              env->path, name, err, strerror(err));
+
+    return NGX_ERROR;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_http_apikey_handle_t *h, ngx_http_apikey_secret_t *secret,
+    ngx_file_info_t *lock)
+{
+    int                   rc;
+    MDB_txn              *txn;
+    sigjmp_buf            jb;
+    const char           *what;
+    ngx_file_info_t       fi;
+    mdb_filehandle_t      fd;
 
     txn = NULL;
 
-    rc = mdb_env_set_maxdbs(env->env, AKC_MAXDBS);
+    if (sigsetjmp(jb, 0) != 0) {
+        ngx_http_apikey_sigbus_jmp = NULL;
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "SIGBUS while opening it (data.mdb or "
+                                  "lock.mdb truncated?)", env->path);
+
+        /* what LMDB was doing is unknown: leave it, closing may fault */
+
+        h->txn = NULL;
+        h->env = NULL;
+
+        return NGX_ERROR;
+    }
+
+    ngx_http_apikey_sigbus_jmp = &jb;
+
+    rc = mdb_env_create(&h->env);
     if (rc != MDB_SUCCESS) {
-        ngx_http_apikey_env_error(log, env, NGX_LOG_ALERT,
-                                  "mdb_env_set_maxdbs() failed (%d: %s)",
-                                  rc, mdb_strerror(rc));
+        h->env = NULL;
+        what = "mdb_env_create()";
+        goto failed;
+    }
+
+    rc = mdb_env_set_maxdbs(h->env, AKC_MAXDBS);
+    if (rc != MDB_SUCCESS) {
+        what = "mdb_env_set_maxdbs()";
         goto failed;
     }
 
     /* the map size is not set: the one stored in the file is adopted */
 
-    rc = mdb_env_open(env->env, (char *) env->path,
+    rc = mdb_env_open(h->env, (char *) env->path,
                       MDB_RDONLY | MDB_NOTLS | MDB_NORDAHEAD, 0);
     if (rc != MDB_SUCCESS) {
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  "mdb_env_open() failed (%d: %s)",
-                                  env->path, rc, mdb_strerror(rc));
+        what = "mdb_env_open()";
         goto failed;
     }
 
-    (void) mdb_reader_check(env->env, NULL);
+    (void) mdb_reader_check(h->env, NULL);
 
-    rc = mdb_txn_begin(env->env, NULL, MDB_RDONLY, &txn);
+    rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn);
     if (rc != MDB_SUCCESS) {
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  "mdb_txn_begin() failed (%d: %s)",
-                                  env->path, rc, mdb_strerror(rc));
+        txn = NULL;
+        what = "mdb_txn_begin()";
         goto failed;
     }
 
-    rc = akc_dbs_open(txn, &env->dbs, 0);
-    if (rc == MDB_NOTFOUND) {
-        rc = AKC_EUNINIT;
+    /* whole before anything else is read: a short file is SIGBUS */
+
+    rc = akc_env_check(txn, 0);
+
+    if (rc == AKC_ELAG) {
+        mdb_txn_reset(txn);
+        rc = mdb_txn_renew(txn);
+
+        if (rc == MDB_SUCCESS) {
+            rc = akc_env_check(txn, 0);
+        }
     }
 
     if (rc == MDB_SUCCESS) {
-        rc = akc_meta_check(txn, &env->dbs, &secret->secret);
+        rc = akc_dbs_open(txn, &h->dbs, 0);
+        if (rc == MDB_NOTFOUND) {
+            rc = AKC_EUNINIT;
+        }
+    }
+
+    if (rc == MDB_SUCCESS) {
+        rc = akc_meta_check(txn, &h->dbs, &secret->secret);
     }
 
     if (rc != AKC_OK) {
@@ -1010,7 +1316,7 @@ ngx_http_apikey_env_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
                                   "apikey database \"%s\" is not usable: "
                                   "%s (secret \"%V\")", env->path,
                                   akc_meta_strerror(rc), &secret->path);
-        goto failed;
+        goto failed_logged;
     }
 
     /* a read-only commit keeps the database handles open */
@@ -1019,74 +1325,130 @@ ngx_http_apikey_env_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     txn = NULL;
 
     if (rc != MDB_SUCCESS) {
+        what = "mdb_txn_commit()";
+        goto failed;
+    }
+
+    /*
+     * the files opened are those stat()ed before and after: with the
+     * path switched under mdb_env_open(), try again later
+     */
+
+    rc = mdb_env_get_fd(h->env, &fd);
+    if (rc != MDB_SUCCESS || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
+        rc = (rc != MDB_SUCCESS) ? rc : ngx_errno;
+        what = ngx_fd_info_n;
+        goto failed;
+    }
+
+    h->data_dev = fi.st_dev;
+    h->data_ino = fi.st_ino;
+    h->lock_dev = lock->st_dev;
+    h->lock_ino = lock->st_ino;
+
+    if (ngx_file_info(env->lock_path, &fi) == NGX_FILE_ERROR
+        || fi.st_ino != h->lock_ino || fi.st_dev != h->lock_dev
+        || ngx_file_info(env->data_path, &fi) == NGX_FILE_ERROR
+        || fi.st_ino != h->data_ino || fi.st_dev != h->data_dev)
+    {
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                                   "apikey database \"%s\" is not usable: "
-                                  "mdb_txn_commit() failed (%d: %s)",
-                                  env->path, rc, mdb_strerror(rc));
-        goto failed;
+                                  "its files changed while it was opened",
+                                  env->path);
+        goto failed_logged;
     }
-
-    rc = mdb_env_get_fd(env->env, &fd);
-    if (rc != MDB_SUCCESS || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR) {
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\": "
-                                  ngx_fd_info_n " failed", env->path);
-        goto failed;
-    }
-
-    env->dev = fi.st_dev;
-    env->ino = fi.st_ino;
 
     /* the per-worker read transaction, renewed and reset per request */
 
-    rc = mdb_txn_begin(env->env, NULL, MDB_RDONLY, &env->txn);
+    rc = mdb_txn_begin(h->env, NULL, MDB_RDONLY, &h->txn);
     if (rc != MDB_SUCCESS) {
-        env->txn = NULL;
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  "mdb_txn_begin() failed (%d: %s)",
-                                  env->path, rc, mdb_strerror(rc));
+        h->txn = NULL;
+        what = "mdb_txn_begin()";
         goto failed;
     }
 
-    mdb_txn_reset(env->txn);
+    mdb_txn_reset(h->txn);
 
-    ngx_memcpy(env->checked, secret->fingerprint, AKC_FINGERPRINT_LEN);
+    ngx_memcpy(h->checked, secret->fingerprint, AKC_FINGERPRINT_LEN);
 
-    if (env->error[0] != '\0') {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "apikey database \"%s\" is usable again", env->path);
-        env->error[0] = '\0';
-    }
-
-    env->next_stat = ngx_time() + 1;
+    ngx_http_apikey_sigbus_jmp = NULL;
 
     return NGX_OK;
 
 failed:
 
+    ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                              "apikey database \"%s\" is not usable: "
+                              "%s failed (%d: %s)", env->path, what, rc,
+                              mdb_strerror(rc));
+
+failed_logged:
+
     if (txn != NULL) {
         mdb_txn_abort(txn);
     }
 
-    ngx_http_apikey_env_close(env);
+    ngx_http_apikey_sigbus_jmp = NULL;
 
     return NGX_ERROR;
 }
 
 
 static void
-ngx_http_apikey_env_close(ngx_http_apikey_env_t *env)
+ngx_http_apikey_env_detach(ngx_http_apikey_env_t *env)
 {
-    if (env->txn != NULL) {
-        mdb_txn_abort(env->txn);
-        env->txn = NULL;
+    ngx_http_apikey_handle_t  *h, **hp;
+
+    h = env->handle;
+    env->handle = NULL;
+
+    if (h == NULL || --h->refs > 0) {
+        return;
     }
 
-    if (env->env != NULL) {
-        mdb_env_close(env->env);
-        env->env = NULL;
+    for (hp = &ngx_http_apikey_handles; *hp; hp = &(*hp)->next) {
+        if (*hp == h) {
+            *hp = h->next;
+            break;
+        }
     }
+
+    ngx_http_apikey_handle_close(h);
+    ngx_free(h);
+}
+
+
+static void
+ngx_http_apikey_handle_close(ngx_http_apikey_handle_t *h)
+{
+    sigjmp_buf            jb;
+    sigjmp_buf *volatile  saved;
+
+    saved = ngx_http_apikey_sigbus_jmp;
+
+    if (sigsetjmp(jb, 0) != 0) {
+
+        /* a truncated lock file faults here too: leave the environment */
+
+        ngx_http_apikey_sigbus_jmp = saved;
+        h->txn = NULL;
+        h->env = NULL;
+        return;
+    }
+
+    ngx_http_apikey_sigbus_jmp = &jb;
+
+    if (h->txn != NULL) {
+        mdb_txn_abort(h->txn);
+        h->txn = NULL;
+    }
+
+    if (h->env != NULL) {
+        mdb_env_close(h->env);
+        h->env = NULL;
+    }
+
+    ngx_http_apikey_sigbus_jmp = saved;
 }
 
 
@@ -1104,7 +1466,7 @@ ngx_http_apikey_env_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     *p = '\0';
 
-    /* a failure is logged when it starts or changes, not once a second */
+    /* a failure is logged when it starts or changes, not per request */
 
     if (ngx_strcmp(buf, env->error) == 0) {
         return;
@@ -1117,20 +1479,30 @@ ngx_http_apikey_env_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
 
 static ngx_int_t
-ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env)
+ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_http_apikey_handle_t *h)
 {
     int  rc;
 
-    rc = mdb_txn_renew(env->txn);
+    rc = mdb_txn_renew(h->txn);
 
     if (rc == MDB_MAP_RESIZED) {
 
-        /* apikeyctl grew the map: adopt the new size and renew again */
+        /*
+         * the map grew: apikeyctl's doing, or another data file; adopt
+         * the new size once the files are known to be those opened
+         */
 
-        rc = mdb_env_set_mapsize(env->env, 0);
+        if (ngx_http_apikey_env_check(log, env) != NGX_OK) {
+            ngx_http_apikey_env_detach(env);
+            env->next_open = ngx_time() + 1;
+            return NGX_ERROR;
+        }
+
+        rc = mdb_env_set_mapsize(h->env, 0);
 
         if (rc == MDB_SUCCESS) {
-            rc = mdb_txn_renew(env->txn);
+            rc = mdb_txn_renew(h->txn);
         }
     }
 
@@ -1138,13 +1510,15 @@ ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env)
         return NGX_OK;
     }
 
-    ngx_log_error(NGX_LOG_CRIT, log, 0,
-                  "apikey database \"%s\": mdb_txn_renew() failed (%d: %s)",
-                  env->path, rc, mdb_strerror(rc));
+    ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                              "apikey database \"%s\": mdb_txn_renew() "
+                              "failed (%d: %s)", env->path, rc,
+                              mdb_strerror(rc));
 
     /* start afresh, about a second from now */
 
-    ngx_http_apikey_env_close(env);
+    h->broken = 1;
+    ngx_http_apikey_env_detach(env);
     env->next_open = ngx_time() + 1;
 
     return NGX_ERROR;
@@ -1154,6 +1528,7 @@ ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env)
 static ngx_http_apikey_env_t *
 ngx_http_apikey_env_get(ngx_str_t *path)
 {
+    size_t                  len;
     ngx_http_apikey_env_t  *env;
 
     for (env = ngx_http_apikey_envs; env; env = env->next) {
@@ -1171,25 +1546,52 @@ ngx_http_apikey_env_get(ngx_str_t *path)
         return NULL;
     }
 
-    env->path = ngx_alloc(path->len + 1, ngx_cycle->log);
-    env->data_path = ngx_alloc(path->len + sizeof("/" AKC_DATA_FILE),
+    len = path->len;
+
+    env->path = ngx_alloc(len + 1, ngx_cycle->log);
+    env->data_path = ngx_alloc(len + sizeof("/" AKC_DATA_FILE),
+                               ngx_cycle->log);
+    env->lock_path = ngx_alloc(len + sizeof("/" AKC_LOCK_FILE),
                                ngx_cycle->log);
 
-    if (env->path == NULL || env->data_path == NULL) {
+    if (env->path == NULL || env->data_path == NULL
+        || env->lock_path == NULL)
+    {
         ngx_free(env->path);
         ngx_free(env->data_path);
+        ngx_free(env->lock_path);
         ngx_free(env);
         return NULL;
     }
 
-    ngx_cpystrn(env->path, path->data, path->len + 1);
-    ngx_memcpy(ngx_cpymem(env->data_path, path->data, path->len),
+    ngx_cpystrn(env->path, path->data, len + 1);
+    ngx_memcpy(ngx_cpymem(env->data_path, path->data, len),
                "/" AKC_DATA_FILE, sizeof("/" AKC_DATA_FILE));
+    ngx_memcpy(ngx_cpymem(env->lock_path, path->data, len),
+               "/" AKC_LOCK_FILE, sizeof("/" AKC_LOCK_FILE));
 
     env->next = ngx_http_apikey_envs;
     ngx_http_apikey_envs = env;
 
     return env;
+}
+
+
+static void
+ngx_http_apikey_sigbus(int signo)
+{
+    sigjmp_buf  *jb;
+
+    jb = ngx_http_apikey_sigbus_jmp;
+
+    if (jb != NULL) {
+        ngx_http_apikey_sigbus_jmp = NULL;
+        siglongjmp(*jb, 1);
+    }
+
+    /* not inside LMDB: the default action once this returns */
+
+    (void) signal(SIGBUS, SIG_DFL);
 }
 
 
@@ -1769,6 +2171,54 @@ invalid:
 
 
 static char *
+ngx_http_apikey_scope(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_apikey_loc_conf_t *alcf = conf;
+
+    ngx_str_t   *value, *scope;
+    ngx_uint_t   i;
+
+    /*
+     * every scope listed is required, in one directive or several; one
+     * that no key can hold (empty, with a comma or a space) is refused
+     */
+
+    if (alcf->scopes == NGX_CONF_UNSET_PTR) {
+        alcf->scopes = ngx_array_create(cf->pool, cf->args->nelts - 1,
+                                        sizeof(ngx_str_t));
+        if (alcf->scopes == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    value = cf->args->elts;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (value[i].len == 0
+            || ngx_strlchr(value[i].data, value[i].data + value[i].len, ',')
+            || !akc_scopes_valid((const char *) value[i].data, value[i].len))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid value \"%V\", a scope is letters, "
+                               "digits and \".\", \"_\", \":\", \"/\", "
+                               "\"*\", \"-\"", &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        scope = ngx_array_push(alcf->scopes);
+        if (scope == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        *scope = value[i];
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
 ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ngx_str_t   *value;
@@ -1796,6 +2246,7 @@ static ngx_int_t
 ngx_http_apikey_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                    i;
+    struct sigaction              sa;
     ngx_http_apikey_db_t        **db;
     ngx_http_apikey_main_conf_t  *amcf;
 
@@ -1813,6 +2264,21 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
     }
 
     /*
+     * a data file or lock file truncated under the map faults on access:
+     * SIGBUS is caught around LMDB calls and answered with 503
+     */
+
+    ngx_memzero(&sa, sizeof(struct sigaction));
+    sa.sa_handler = ngx_http_apikey_sigbus;
+    sa.sa_flags = SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+
+    if (sigaction(SIGBUS, &sa, NULL) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "sigaction(SIGBUS) failed");
+    }
+
+    /*
      * open every database now; a failure is logged and retried by
      * requests, never fatal: a worker that fails here is not respawned
      */
@@ -1820,10 +2286,19 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
     db = amcf->dbs.elts;
 
     for (i = 0; i < amcf->dbs.nelts; i++) {
-        if (db[i]->env->env == NULL) {
+        if (db[i]->env->handle == NULL) {
             db[i]->env->next_open = 0;
             (void) ngx_http_apikey_env_usable(cycle->log, db[i]);
         }
+    }
+
+    if (amcf->dbs.nelts && !ngx_http_apikey_watch_event.timer_set) {
+        ngx_http_apikey_watch_event.handler = ngx_http_apikey_watch_handler;
+        ngx_http_apikey_watch_event.log = cycle->log;
+        ngx_http_apikey_watch_event.data = cycle;
+        ngx_http_apikey_watch_event.cancelable = 1;
+
+        ngx_add_timer(&ngx_http_apikey_watch_event, 1000);
     }
 
     return NGX_OK;
@@ -1836,6 +2311,6 @@ ngx_http_apikey_exit_process(ngx_cycle_t *cycle)
     ngx_http_apikey_env_t  *env;
 
     for (env = ngx_http_apikey_envs; env; env = env->next) {
-        ngx_http_apikey_env_close(env);
+        ngx_http_apikey_env_detach(env);
     }
 }
