@@ -25,7 +25,7 @@
 #define NGX_HTTP_APIKEY_DEFAULT_DB      "/var/lib/apikey"
 #define NGX_HTTP_APIKEY_DEFAULT_SECRET  "/etc/nginx/apikey.secret"
 
-#define NGX_HTTP_APIKEY_ERRLEN          256
+#define NGX_HTTP_APIKEY_ERRLEN          1024
 
 
 typedef enum {
@@ -1839,6 +1839,7 @@ ngx_http_apikey_load_secret(ngx_conf_t *cf, ngx_str_t *path)
     char                          err[NGX_HTTP_APIKEY_ERRLEN];
     ngx_str_t                     full;
     ngx_uint_t                    i;
+    ngx_file_info_t               fi;
     ngx_pool_cleanup_t           *cln;
     ngx_http_apikey_secret_t     *secret, **sp;
     ngx_http_apikey_main_conf_t  *amcf;
@@ -1889,6 +1890,17 @@ ngx_http_apikey_load_secret(ngx_conf_t *cf, ngx_str_t *path)
     }
 
     akc_secret_fingerprint(&secret->secret, secret->fingerprint);
+
+    /* whoever can read the secret can test guesses against a stolen db */
+
+    if (ngx_file_info(full.data, &fi) != NGX_FILE_ERROR
+        && (fi.st_mode & 0077))
+    {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "apikey secret \"%V\" is accessible by group "
+                           "or others (mode %04o), make it 0600",
+                           &full, (ngx_uint_t) (fi.st_mode & 07777));
+    }
 
     sp = ngx_array_push(&amcf->secrets);
     if (sp == NULL) {
