@@ -4,7 +4,7 @@
 # As root on Debian or Ubuntu, missing packages are installed with
 # apt-get; otherwise the exact command to run is printed.
 #
-# usage: tools/deps.sh [build|test|bench]
+# usage: tools/deps.sh [build|test|bench|fuzz|valgrind]
 
 set -e
 
@@ -15,10 +15,20 @@ pkgs="nginx nginx-dev liblmdb-dev libsodium-dev zlib1g-dev libjansson-dev
 
 case "$what" in
 test)
-    pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck"
+    # make test and make test-matrix also build nginx from its release
+    # tarballs (../shared/nginx): PCRE2, OpenSSL and zlib for its modules
+    pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck
+          libpcre2-dev libssl-dev tar gzip python3"
     ;;
 bench)
     pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils perl"
+    ;;
+fuzz)
+    # make fuzz: clang and its libFuzzer runtime (-fsanitize=fuzzer)
+    pkgs="$pkgs clang libclang-rt-dev"
+    ;;
+valgrind)
+    pkgs="$pkgs valgrind"
     ;;
 esac
 
