@@ -1898,8 +1898,10 @@ ngx_http_apikey_load_secret(ngx_conf_t *cf, ngx_str_t *path)
     {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "apikey secret \"%V\" is accessible by group "
-                           "or others (mode %04o), make it 0600",
-                           &full, (ngx_uint_t) (fi.st_mode & 07777));
+                           "or others (mode 0%ui%ui%ui), make it 0600",
+                           &full, (ngx_uint_t) (fi.st_mode >> 6) & 7,
+                           (ngx_uint_t) (fi.st_mode >> 3) & 7,
+                           (ngx_uint_t) fi.st_mode & 7);
     }
 
     sp = ngx_array_push(&amcf->secrets);
