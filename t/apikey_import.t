@@ -133,7 +133,7 @@ my $before = dump_db();
 
 ($rc, $out, $err) = $t->ctl('import', "$prefix/bad-expires.csv");
 is($rc, 3, 'bad expires exit code');
-like($err, qr/^apikeyctl: import: line 5001: invalid expires "tomorrow"$/m,
+like($err, qr/^apikeyctl: import: line 5001: invalid expires "tomorrow" \(/m,
      'bad expires names line 5001');
 is($out, '', 'bad expires stdout');
 ok(dump_db() eq $before, 'bad expires leaves database unchanged');
@@ -162,7 +162,7 @@ ok(dump_db() eq $before, 'malformed key leaves database unchanged');
 is($rc, 0, 'skip invalid exit code');
 is($out, "imported 9999 keys (9999 added, 0 updated, 1 skipped)\n",
    'skip invalid summary');
-like($err, qr/^apikeyctl: .*skipped.*line 5001: invalid expires "tomorrow"$/m,
+like($err, qr/^apikeyctl: .*skipped.*line 5001: invalid expires "tomorrow" \(/m,
      'skip invalid reports line 5001');
 
 $r = $t->get('/', 'X-API-Key' => $more[0]);
@@ -195,7 +195,17 @@ my @rep = map { sprintf 'rep-%08d-%s', $_, random_hex() } 1 .. 2;
 write_csv("$prefix/replace.csv", "key,id\n", "$existing,existing\n",
           "$rep[0],rep1\n", "$rep[1],rep2\n");
 
+$before = dump_db();
+
 ($rc, $out, $err) = $t->ctl('import', '--replace', "$prefix/replace.csv");
+is($rc, 3, 'replace of most keys without --force exit code');
+is($err, "apikeyctl: import: --replace would remove 109999 of the 110000 "
+   . "keys, more than half; nothing was changed (add --force to do it)\n",
+   'replace of most keys without --force message');
+ok(dump_db() eq $before, 'replace without --force leaves database unchanged');
+
+($rc, $out, $err) = $t->ctl('import', '--replace', '--force',
+                            "$prefix/replace.csv");
 is($rc, 0, 'replace exit code');
 like($out, qr/^imported 3 keys \(/, 'replace summary');
 

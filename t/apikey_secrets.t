@@ -97,7 +97,7 @@ like($access, qr{^/future 401 not_yet_valid - \Q${\ hint_of($key{future})}\E$}m,
      'access log not yet valid');
 like($access, qr{^/unknown 401 unknown - \Q${\ hint_of($key{unknown})}\E$}m,
      'access log unknown');
-like($access, qr{^/plain 200 valid plain plai\.\.\.$}m, 'access log plain');
+like($access, qr{^/plain 200 valid plain pla\.\.\.$}m, 'access log plain');
 like($access, qr{^/typo 401 malformed - -$}m, 'access log bad checksum');
 like($access, qr{^/spaced 401 malformed - -$}m, 'access log malformed');
 

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -50,7 +53,11 @@
 #define ACTL_READ_SIZE          65536
 #define ACTL_ERR_LEN            512
 #define ACTL_QUOTE_MAX          64
-#define ACTL_QUOTE_LEN          (4 * ACTL_QUOTE_MAX + sizeof("..."))
+#define ACTL_QUOTE_LEN          (4 * ACTL_QUOTE_MAX + sizeof("\"...\""))
+#define ACTL_A_KEY              "(an API key)"
+#define ACTL_LAG_RETRY_MS       100
+#define ACTL_LOCK_WAIT          2       /* seconds: workers check each 1 s */
+#define ACTL_SHOW_IDS_MAX       16
 #define ACTL_TIME_MAX           64
 #define ACTL_STDIN_KEY_LEN      1024
 #define ACTL_TABLE_COLS         7
@@ -67,6 +74,7 @@ typedef struct {
     akc_dbs_t               dbs;
     akc_secret_t            secret;
     int64_t                 now;
+    unsigned                lock_made:1;    /* lock.mdb made anew */
 } actl_ctx_t;
 
 
@@ -154,16 +162,34 @@ typedef struct {
 } actl_reader_t;
 
 
+/* a checked input row, kept until the write transaction */
+
+typedef struct {
+    unsigned char           hash[AKC_HASH_LEN];
+    uint64_t                line;
+    size_t                  off;        /* its encoded record in the arena */
+    size_t                  len;
+    unsigned                has_id:1;
+} actl_row_t;
+
+
 typedef struct {
     actl_ctx_t             *ctx;
     MDB_txn                *txn;
     actl_set_t              seen;
+    actl_row_t             *rows;
+    size_t                  nrows;
+    size_t                  nrows_alloc;
+    unsigned char          *arena;
+    size_t                  arena_len;
+    size_t                  arena_size;
     uint64_t                line;       /* the first line of the row */
     uint64_t                added;
     uint64_t                updated;
     uint64_t                skipped;
     int                     rc;
     unsigned                skip_invalid:1;
+    unsigned                jsonl:1;
 
     /* CSV */
     unsigned                header:1;
@@ -207,6 +233,12 @@ static int actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv);
 static int actl_cmd_verify(actl_ctx_t *ctx, int argc, char **argv);
 static int actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv);
 
+static void actl_no_core(void);
+static void actl_sigbus_init(actl_ctx_t *ctx);
+static void actl_sigbus_handler(int signo);
+static int actl_check_args(actl_ctx_t *ctx, int argc, char **argv);
+static int actl_has_key(const char *s, size_t len);
+
 static void actl_help(FILE *fp);
 static void actl_usage(const char *name, FILE *fp);
 static int actl_option_error(actl_ctx_t *ctx, int c, char **argv);
@@ -230,6 +262,8 @@ static int actl_secret_create(actl_ctx_t *ctx);
 static int actl_secret_load(actl_ctx_t *ctx);
 static int actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode,
     size_t mapsize);
+static int actl_lock_check(actl_ctx_t *ctx);
+static void actl_lock_wait(actl_ctx_t *ctx);
 static int actl_open(actl_ctx_t *ctx, unsigned flags);
 static int actl_start(actl_ctx_t *ctx, unsigned flags, MDB_txn **txn);
 static int actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags,
@@ -260,6 +294,8 @@ static int actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
     const char *prefix, const char *id, actl_genkey_t *g);
 static void actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec,
     const char *id, actl_genkey_t *g, int json);
+static void actl_gen_unseen(actl_ctx_t *ctx, actl_genkey_t *keys,
+    size_t count, const char *id);
 
 static int actl_reader_init(actl_reader_t *r, int fd);
 static int actl_reader_line(actl_reader_t *r, char **line, size_t *len);
@@ -284,6 +320,11 @@ static int actl_import_json(actl_import_t *imp, json_t *obj, char *err,
     size_t errlen);
 static int actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
     size_t errlen);
+static int actl_import_keep(actl_import_t *imp, akc_record_t *rec,
+    const unsigned char *hash, int has_id, char *err, size_t errlen);
+static int actl_import_write(actl_import_t *imp, int replace, int force,
+    size_t *replaced);
+static void actl_import_free(actl_import_t *imp);
 static int actl_import_put(actl_import_t *imp, akc_record_t *rec,
     const unsigned char *hash, int has_id, char *err, size_t errlen);
 static int actl_import_result(actl_import_t *imp, int rc, const char *err);
@@ -324,6 +365,10 @@ static struct option  actl_global_options[] = {
 
 static char  actl_stdout_buf[BUFSIZ];
 
+/* what the SIGBUS handler writes: made before any file is mapped */
+static char    actl_sigbus_msg[1024];
+static size_t  actl_sigbus_len;
+
 
 static actl_cmd_t  actl_commands[] = {
 
@@ -336,7 +381,7 @@ static actl_cmd_t  actl_commands[] = {
       "                [--count N] [--format text|json]" },
 
     { "import", actl_cmd_import,
-      "import [--format csv|jsonl] [--replace] [--dry-run]\n"
+      "import [--format csv|jsonl] [--replace [--force]] [--dry-run]\n"
       "                   [--skip-invalid] FILE|-" },
 
     { "revoke", actl_cmd_revoke, "revoke ID..." },
@@ -383,6 +428,10 @@ main(int argc, char **argv)
     actl_ctx_t   ctx;
     actl_cmd_t  *cmd;
     const char  *s;
+
+    /* it holds keys and the secret: no core file, no ptrace by peers */
+
+    actl_no_core();
 
     memset(&ctx, 0, sizeof(actl_ctx_t));
 
@@ -433,10 +482,29 @@ main(int argc, char **argv)
     }
 
     if (cmd->name == NULL) {
+        if (actl_has_key(argv[optind], strlen(argv[optind]))) {
+            actl_error(NULL, "unknown command: it holds an API key, not "
+                       "shown (see \"apikeyctl help\")");
+            return ACTL_USAGE;
+        }
+
         actl_error(NULL, "unknown command \"%s\" (see \"apikeyctl help\")",
                    argv[optind]);
         return ACTL_USAGE;
     }
+
+    ctx.cmd = cmd->name;
+
+    /* only verify takes a key on its command line */
+
+    if (cmd->handler != actl_cmd_verify) {
+        rc = actl_check_args(&ctx, argc - optind, argv + optind);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    actl_sigbus_init(&ctx);
 
     /*
      * libsodium's ChaCha20 generator, seeded from getrandom(): the
@@ -461,7 +529,6 @@ main(int argc, char **argv)
                    isatty(STDOUT_FILENO) ? _IOLBF : _IOFBF,
                    sizeof(actl_stdout_buf));
 
-    ctx.cmd = cmd->name;
     ctx.now = (int64_t) time(NULL);
 
     /* each command parses its own options: optind 0 resets getopt */
@@ -847,6 +914,10 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
 
     rec.created = ctx->now;
 
+    /* a closed pipe is an error to report, not a silent death */
+
+    (void) signal(SIGPIPE, SIG_IGN);
+
     keys = actl_secure_malloc(count * sizeof(actl_genkey_t));
     if (keys == NULL) {
         actl_error(ctx, "out of memory");
@@ -874,26 +945,27 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
         goto abort;
     }
 
+    rc = actl_commit(ctx, &txn);
+    if (rc != ACTL_OK) {
+        goto abort;
+    }
+
     /*
-     * the keys are written out before the commit: if that fails, none is
-     * stored, so exit code 1 still means that nothing was changed
+     * The keys are printed after the commit, and after the writer lock
+     * is gone: a key printed for a failed commit would not exist, and a
+     * slow reader of the output must not hold up other writers.  Keys
+     * stored but not shown are reported, so that they can be revoked.
      */
+
+    actl_close(ctx);
 
     for (i = 0; i < count; i++) {
         actl_gen_print(ctx, &rec, id, &keys[i], json);
     }
 
     if (fflush(stdout) == EOF || ferror(stdout)) {
-        actl_error(ctx, "write to standard output failed (%s); no key was "
-                   "stored", strerror(errno));
+        actl_gen_unseen(ctx, keys, count, id);
         rc = ACTL_FAIL;
-        goto abort;
-    }
-
-    rc = actl_commit(ctx, &txn);
-    if (rc != ACTL_OK) {
-        actl_error(ctx, "the keys printed were not stored");
-        goto abort;
     }
 
 abort:
@@ -999,6 +1071,43 @@ actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
 
 
 static void
+actl_gen_unseen(actl_ctx_t *ctx, actl_genkey_t *keys, size_t count,
+    const char *id)
+{
+    int     err;
+    size_t  i;
+    char    t[AKC_TIME_LEN + 1];
+
+    err = errno;
+
+    actl_error(ctx, "write to standard output failed (%s) after the keys "
+               "were stored: %zu %s stored that nobody may have seen; "
+               "revoke %s:", strerror(err), count,
+               count == 1 ? "key is" : "keys are",
+               count == 1 ? "it" : "them");
+
+    if (id != NULL) {
+        fprintf(stderr, "  apikeyctl revoke %s\n", id);
+        return;
+    }
+
+    if (count <= ACTL_SHOW_IDS_MAX) {
+        fputs("  apikeyctl revoke", stderr);
+
+        for (i = 0; i < count; i++) {
+            fprintf(stderr, " %s", keys[i].id);
+        }
+
+        fputc('\n', stderr);
+        return;
+    }
+
+    fprintf(stderr, "  (the keys created at %s: \"apikeyctl list --format "
+            "csv\" shows them)\n", actl_time(ctx->now, t));
+}
+
+
+static void
 actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec, const char *id,
     actl_genkey_t *g, int json)
 {
@@ -1046,11 +1155,10 @@ actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec, const char *id,
 static int
 actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int              c, fd, rc, jsonl, replace, dry_run, skip_invalid;
+    int              c, fd, rc, jsonl, replace, force, dry_run;
+    int              skip_invalid;
     char            *path;
     size_t           replaced;
-    MDB_txn         *txn;
-    MDB_stat         st;
     const char      *ext;
     actl_reader_t    r;
     actl_import_t   *imp;
@@ -1060,6 +1168,7 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
     static struct option  options[] = {
         { "format",       required_argument, NULL, 'f' },
         { "replace",      no_argument,       NULL, 'r' },
+        { "force",        no_argument,       NULL, 'F' },
         { "dry-run",      no_argument,       NULL, 'n' },
         { "skip-invalid", no_argument,       NULL, 'k' },
         { NULL, 0, NULL, 0 }
@@ -1067,6 +1176,7 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
 
     jsonl = -1;
     replace = 0;
+    force = 0;
     dry_run = 0;
     skip_invalid = 0;
 
@@ -1082,6 +1192,10 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
 
         case 'r':
             replace = 1;
+            break;
+
+        case 'F':
+            force = 1;
             break;
 
         case 'n':
@@ -1100,6 +1214,10 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
     if (argc - optind != 1) {
         return actl_usage_error(ctx, "expected one FILE, or \"-\" for "
                                 "standard input");
+    }
+
+    if (force && !replace) {
+        return actl_usage_error(ctx, "--force goes with --replace");
     }
 
     path = argv[optind];
@@ -1125,7 +1243,6 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
     }
 
     rc = ACTL_FAIL;
-    txn = NULL;
 
     imp = calloc(1, sizeof(actl_import_t));
     if (imp == NULL) {
@@ -1138,41 +1255,45 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
         goto free_imp;
     }
 
-    rc = actl_start(ctx, 0, &txn);
+    /*
+     * The database is opened (the secret hashes the keys) but no
+     * transaction begins before the whole input is read and checked: a
+     * slow pipe must not hold the writer lock, and keep an emergency
+     * revocation waiting.
+     */
+
+    rc = actl_open(ctx, 0);
     if (rc != ACTL_OK) {
         goto free_reader;
     }
 
-    replaced = 0;
-
-    if (replace) {
-        rc = mdb_stat(txn, ctx->dbs.keys, &st);
-        if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_stat", rc);
-            rc = ACTL_FAIL;
-            goto abort;
-        }
-
-        replaced = st.ms_entries;
-
-        rc = mdb_drop(txn, ctx->dbs.keys, 0);
-        if (rc == MDB_SUCCESS) {
-            rc = mdb_drop(txn, ctx->dbs.ids, 0);
-        }
-
-        if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_drop", rc);
-            rc = ACTL_FAIL;
-            goto abort;
-        }
-    }
-
     imp->ctx = ctx;
-    imp->txn = txn;
     imp->skip_invalid = skip_invalid;
+    imp->jsonl = jsonl;
 
     rc = jsonl ? actl_import_jsonl(imp, &r, path)
                : actl_import_csv(imp, &r, path);
+
+    actl_reader_free(&r);
+
+    if (rc != ACTL_OK) {
+        goto close;
+    }
+
+    if (replace && imp->nrows == 0) {
+        actl_error(ctx, "%s: no %s to import, and --replace would delete "
+                   "every key; nothing was changed", path,
+                   imp->skipped ? "valid rows" : "rows");
+        rc = ACTL_INVALID;
+        goto close;
+    }
+
+    rc = actl_begin(ctx, 0, 0, 1, &imp->txn);
+    if (rc != ACTL_OK) {
+        goto close;
+    }
+
+    rc = actl_import_write(imp, replace, force, &replaced);
     if (rc != ACTL_OK) {
         goto abort;
     }
@@ -1194,14 +1315,14 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
         goto abort;
     }
 
-    rc = akc_meta_touch(txn, &ctx->dbs, ctx->now);
+    rc = akc_meta_touch(imp->txn, &ctx->dbs, ctx->now);
     if (rc != MDB_SUCCESS) {
         actl_mdb_error(ctx, "mdb_put", rc);
         rc = ACTL_FAIL;
         goto abort;
     }
 
-    rc = actl_commit(ctx, &txn);
+    rc = actl_commit(ctx, &imp->txn);
     if (rc != ACTL_OK) {
         goto abort;
     }
@@ -1220,9 +1341,12 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
 
 abort:
 
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
+    if (imp->txn != NULL) {
+        mdb_txn_abort(imp->txn);
+        imp->txn = NULL;
     }
+
+close:
 
     actl_close(ctx);
 
@@ -1233,7 +1357,7 @@ free_reader:
 free_imp:
 
     if (imp != NULL) {
-        actl_set_free(&imp->seen);
+        actl_import_free(imp);
         sodium_memzero(imp, sizeof(actl_import_t));
         free(imp);
     }
@@ -1245,6 +1369,170 @@ close_fd:
     }
 
     return rc;
+}
+
+
+/*
+ * The write transaction of an import: the rows read and checked before
+ * it began.  With --replace, the keys that no row keeps are counted
+ * first: removing more than half of them needs --force.
+ */
+
+static int
+actl_import_write(actl_import_t *imp, int replace, int force,
+    size_t *replaced)
+{
+    int            rc;
+    char           err[ACTL_ERR_LEN];
+    size_t         i, kept, removed;
+    MDB_val        k, v;
+    MDB_stat       st;
+    actl_ctx_t    *ctx;
+    actl_row_t    *row;
+    akc_record_t   rec;
+
+    ctx = imp->ctx;
+    *replaced = 0;
+
+    if (replace) {
+        rc = mdb_stat(imp->txn, ctx->dbs.keys, &st);
+        if (rc != MDB_SUCCESS) {
+            actl_mdb_error(ctx, "mdb_stat", rc);
+            return ACTL_FAIL;
+        }
+
+        kept = 0;
+
+        for (i = 0; i < imp->nrows; i++) {
+            k.mv_size = AKC_HASH_LEN;
+            k.mv_data = imp->rows[i].hash;
+
+            rc = mdb_get(imp->txn, ctx->dbs.keys, &k, &v);
+
+            if (rc == MDB_SUCCESS) {
+                kept++;
+
+            } else if (rc != MDB_NOTFOUND) {
+                actl_mdb_error(ctx, "mdb_get", rc);
+                return ACTL_FAIL;
+            }
+        }
+
+        removed = (kept < st.ms_entries) ? st.ms_entries - kept : 0;
+
+        if (!force && removed > st.ms_entries / 2) {
+            actl_error(ctx, "--replace would remove %zu of the %zu keys, "
+                       "more than half; nothing was changed (add --force "
+                       "to do it)", removed, (size_t) st.ms_entries);
+            return ACTL_INVALID;
+        }
+
+        *replaced = st.ms_entries;
+
+        rc = mdb_drop(imp->txn, ctx->dbs.keys, 0);
+        if (rc == MDB_SUCCESS) {
+            rc = mdb_drop(imp->txn, ctx->dbs.ids, 0);
+        }
+
+        if (rc != MDB_SUCCESS) {
+            actl_mdb_error(ctx, "mdb_drop", rc);
+            return ACTL_FAIL;
+        }
+    }
+
+    for (i = 0; i < imp->nrows; i++) {
+        row = &imp->rows[i];
+        imp->line = row->line;
+
+        if (akc_record_decode(&rec, imp->arena + row->off, row->len)
+            != AKC_OK)
+        {
+            actl_error(ctx, "akc_record_decode() failed");
+            return ACTL_FAIL;
+        }
+
+        rc = actl_import_put(imp, &rec, row->hash, row->has_id, err,
+                             sizeof(err));
+
+        rc = actl_import_result(imp, rc, err);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    return ACTL_OK;
+}
+
+
+/* a checked row, its record encoded, kept for the write transaction */
+
+static int
+actl_import_keep(actl_import_t *imp, akc_record_t *rec,
+    const unsigned char *hash, int has_id, char *err, size_t errlen)
+{
+    int             n;
+    size_t          size;
+    actl_row_t     *row, *rows;
+    unsigned char  *arena;
+
+    if (imp->nrows == imp->nrows_alloc) {
+        size = imp->nrows_alloc ? 2 * imp->nrows_alloc : 1024;
+
+        rows = actl_secure_realloc(imp->rows, size * sizeof(actl_row_t));
+        if (rows == NULL) {
+            actl_error(imp->ctx, "out of memory");
+            return ACTL_FAIL;
+        }
+
+        imp->rows = rows;
+        imp->nrows_alloc = size;
+    }
+
+    if (imp->arena_size - imp->arena_len < AKC_RECORD_MAX_LEN) {
+        size = imp->arena_size ? 2 * imp->arena_size
+                               : 1024 * AKC_RECORD_MAX_LEN;
+
+        arena = actl_secure_realloc(imp->arena, size);
+        if (arena == NULL) {
+            actl_error(imp->ctx, "out of memory");
+            return ACTL_FAIL;
+        }
+
+        imp->arena = arena;
+        imp->arena_size = size;
+    }
+
+    n = akc_record_encode(rec, imp->arena + imp->arena_len,
+                          AKC_RECORD_MAX_LEN);
+    if (n < 0) {
+        snprintf(err, errlen, "the record cannot be encoded");
+        return ACTL_INVALID;
+    }
+
+    row = &imp->rows[imp->nrows++];
+
+    memcpy(row->hash, hash, AKC_HASH_LEN);
+    row->line = imp->line;
+    row->off = imp->arena_len;
+    row->len = (size_t) n;
+    row->has_id = has_id ? 1 : 0;
+
+    imp->arena_len += (size_t) n;
+
+    return ACTL_OK;
+}
+
+
+static void
+actl_import_free(actl_import_t *imp)
+{
+    actl_set_free(&imp->seen);
+
+    actl_secure_free(imp->rows);
+    actl_secure_free(imp->arena);
+
+    imp->rows = NULL;
+    imp->arena = NULL;
 }
 
 
@@ -1307,7 +1595,8 @@ actl_cmd_expire(actl_ctx_t *ctx, int argc, char **argv)
     {
         return actl_usage_error(ctx, "invalid time \"%s\" (now, an RFC 3339 "
                                 "time such as 2027-01-31T00:00:00Z, or a "
-                                "duration such as 30d)", when);
+                                "duration such as 30d; at most "
+                                "9999-12-31T23:59:59Z)", when);
     }
 
     return actl_update(ctx, argc - optind + 1, argv + optind - 1,
@@ -1958,8 +2247,9 @@ actl_mdb_error(actl_ctx_t *ctx, const char *call, int rc)
 
 
 /*
- * A value for an error message: at most ACTL_QUOTE_MAX characters,
- * quotes, backslashes and unprintable bytes escaped.  Never for keys.
+ * A value for an error message, in quotes: at most ACTL_QUOTE_MAX
+ * characters, quotes, backslashes and unprintable bytes escaped; a value
+ * that holds a generated key is not shown at all.
  */
 
 static const char *
@@ -1968,7 +2258,16 @@ actl_quote(const char *s, size_t len, char out[ACTL_QUOTE_LEN])
     size_t         i, n;
     unsigned char  c;
 
+    /* a key that would be shown only in part is a key too */
+
+    if (actl_has_key(s, len < ACTL_QUOTE_MAX + AKC_GEN_KEY_MAX_LEN
+                        ? len : ACTL_QUOTE_MAX + AKC_GEN_KEY_MAX_LEN))
+    {
+        return ACTL_A_KEY;
+    }
+
     n = 0;
+    out[n++] = '"';
 
     for (i = 0; i < len && i < ACTL_QUOTE_MAX; i++) {
         c = (unsigned char) s[i];
@@ -1990,9 +2289,160 @@ actl_quote(const char *s, size_t len, char out[ACTL_QUOTE_LEN])
         n += 3;
     }
 
+    out[n++] = '"';
     out[n] = '\0';
 
     return out;
+}
+
+
+/*
+ * Whether s holds a generated key (the prefix, "_", 32 base62 and a
+ * checksum that matches) anywhere: such a value is never shown or
+ * stored but as a key.  A false match needs a 32-bit checksum to agree.
+ */
+
+static int
+actl_has_key(const char *s, size_t len)
+{
+    size_t  i, start, end;
+
+    for (i = 1; i + 1 + AKC_GEN_TAIL_LEN <= len; i++) {
+        if (s[i] != '_') {
+            continue;
+        }
+
+        end = i + 1 + AKC_GEN_TAIL_LEN;
+        start = (i > AKC_PREFIX_MAX_LEN) ? i - AKC_PREFIX_MAX_LEN : 0;
+
+        for ( /* void */ ; start < i; start++) {
+            if (akc_key_classify((const unsigned char *) s + start,
+                                 end - start)
+                == AKC_KEY_GENERATED)
+            {
+                return 1;
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * A key given where an id, an option value or a file name belongs is
+ * refused before anything else happens, and never echoed.
+ */
+
+static int
+actl_check_args(actl_ctx_t *ctx, int argc, char **argv)
+{
+    int          i;
+    const char  *eq;
+
+    for (i = 1; i < argc; i++) {
+        if (!actl_has_key(argv[i], strlen(argv[i]))) {
+            continue;
+        }
+
+        eq = strchr(argv[i], '=');
+
+        if (argv[i][0] == '-' && argv[i][1] == '-' && eq != NULL
+            && !actl_has_key(argv[i], eq - argv[i]))
+        {
+            return actl_usage_error(ctx, "%.*s holds an API key (not "
+                                    "shown); a key is never an option "
+                                    "value", (int) (eq - argv[i]), argv[i]);
+        }
+
+        if (i > 1 && argv[i - 1][0] == '-' && argv[i - 1][1] != '\0'
+            && strchr(argv[i - 1], '=') == NULL
+            && !actl_has_key(argv[i - 1], strlen(argv[i - 1])))
+        {
+            return actl_usage_error(ctx, "the argument of %s holds an API "
+                                    "key (not shown); a key is never an "
+                                    "option value", argv[i - 1]);
+        }
+
+        if ((strcmp(ctx->cmd, "revoke") == 0
+             || strcmp(ctx->cmd, "disable") == 0
+             || strcmp(ctx->cmd, "enable") == 0
+             || strcmp(ctx->cmd, "expire") == 0
+             || strcmp(ctx->cmd, "show") == 0)
+            && argv[i][0] != '-')
+        {
+            actl_error(ctx, "an API key was given where an id belongs (not "
+                       "shown); \"apikeyctl verify -\" reads a key from "
+                       "standard input and prints its id");
+            return ACTL_INVALID;
+        }
+
+        return actl_usage_error(ctx, "argument %d holds an API key (not "
+                                "shown); only \"verify\" takes a key", i);
+    }
+
+    return ACTL_OK;
+}
+
+
+/* core files would hold keys and the secret */
+
+static void
+actl_no_core(void)
+{
+    struct rlimit  rl;
+
+    rl.rlim_cur = 0;
+    rl.rlim_max = 0;
+
+    (void) setrlimit(RLIMIT_CORE, &rl);
+    (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+
+/*
+ * A data file or lock file truncated while mapped makes the next access
+ * SIGBUS; akc_env_check() catches what was truncated before a
+ * transaction began, this what is truncated during one.
+ */
+
+static void
+actl_sigbus_init(actl_ctx_t *ctx)
+{
+    int               n;
+    struct sigaction  sa;
+
+    n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
+                 "apikeyctl: %s: data file or lock file was truncated while "
+                 "in use\n", ctx->db);
+
+    if (n < 0 || (size_t) n >= sizeof(actl_sigbus_msg)) {
+        n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
+                     "apikeyctl: data file or lock file was truncated while "
+                     "in use\n");
+    }
+
+    actl_sigbus_len = (size_t) n;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sa.sa_handler = actl_sigbus_handler;
+    sigemptyset(&sa.sa_mask);
+
+    (void) sigaction(SIGBUS, &sa, NULL);
+}
+
+
+static void
+actl_sigbus_handler(int signo)
+{
+    ssize_t  n;
+
+    /* async-signal-safe only: write(2) and _exit(2) */
+
+    n = write(STDERR_FILENO, actl_sigbus_msg, actl_sigbus_len);
+    (void) n;
+
+    _exit(ACTL_FAIL);
 }
 
 
@@ -2239,6 +2689,10 @@ actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode, size_t mapsize)
 {
     int  rc, dead;
 
+    if (actl_lock_check(ctx) != ACTL_OK) {
+        return ACTL_FAIL;
+    }
+
     rc = mdb_env_create(&ctx->env);
     if (rc != MDB_SUCCESS) {
         ctx->env = NULL;
@@ -2277,6 +2731,124 @@ actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode, size_t mapsize)
     }
 
     return ACTL_OK;
+}
+
+
+/*
+ * Before LMDB opens an environment whose data file exists: a data file
+ * too short to hold its meta pages is refused (LMDB would make a new,
+ * empty database in it), and a missing lock file is made here with the
+ * group and mode that "init --user" gave the environment: LMDB would
+ * make it 0600, and nginx workers could no longer open it.
+ */
+
+static int
+actl_lock_check(actl_ctx_t *ctx)
+{
+    int           fd, rc;
+    char         *data, *lock;
+    long          psize;
+    mode_t        mode;
+    size_t        len;
+    struct stat   st, lst;
+
+    len = strlen(ctx->db) + sizeof("/" AKC_DATA_FILE);
+
+    data = malloc(2 * len);
+    if (data == NULL) {
+        actl_error(NULL, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    lock = data + len;
+
+    snprintf(data, len, "%s/%s", ctx->db, AKC_DATA_FILE);
+    snprintf(lock, len, "%s/%s", ctx->db, AKC_LOCK_FILE);
+
+    rc = ACTL_OK;
+
+    if (stat(data, &st) == -1) {
+        /* a new database, or the error is for mdb_env_open() to tell */
+        goto done;
+    }
+
+    psize = sysconf(_SC_PAGESIZE);
+
+    if (S_ISREG(st.st_mode) && psize > 0 && st.st_size < 2 * (off_t) psize) {
+        actl_error(NULL, "open \"%s\": %s", ctx->db,
+                   akc_meta_strerror(AKC_ETRUNCATED));
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    if (lstat(lock, &lst) == 0 || errno != ENOENT) {
+        goto done;
+    }
+
+    /* data.mdb 0640 (init --user): lock.mdb 0660, both of its group */
+
+    mode = (st.st_mode & S_IRGRP) ? 0660 : 0600;
+
+    fd = open(lock, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+
+    if (fd == -1) {
+        if (errno == EEXIST) {
+            /* made at the same moment by another process */
+            goto done;
+        }
+
+        actl_error(NULL, "open \"%s\": lock.mdb is missing, and it cannot "
+                   "be made (%s): run \"apikeyctl init --user USER\" as "
+                   "the owner of the database", ctx->db, strerror(errno));
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    if ((st.st_gid != getegid() && fchown(fd, (uid_t) -1, st.st_gid) == -1)
+        || fchmod(fd, mode) == -1)
+    {
+        actl_error(NULL, "open \"%s\": lock.mdb is missing, and it cannot "
+                   "be made with the group and mode of data.mdb (%s): run "
+                   "\"apikeyctl init --user USER\" as the owner of the "
+                   "database", ctx->db, strerror(errno));
+        (void) unlink(lock);
+        close(fd);
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    close(fd);
+
+    ctx->lock_made = 1;
+
+done:
+
+    free(data);
+
+    return rc;
+}
+
+
+/*
+ * nginx workers that still hold the deleted lock file would pick stale
+ * meta pages; they look for a new lock file once a second and reopen.
+ * Nothing is written before each of them has had the time to.
+ */
+
+static void
+actl_lock_wait(actl_ctx_t *ctx)
+{
+    if (!ctx->lock_made) {
+        return;
+    }
+
+    ctx->lock_made = 0;
+
+    fprintf(stderr, "apikeyctl: %s: lock.mdb was missing and is made anew; "
+            "waiting %d seconds before writing, so that running nginx "
+            "workers switch to it\n", ctx->db, ACTL_LOCK_WAIT);
+
+    sleep(ACTL_LOCK_WAIT);
 }
 
 
@@ -2327,22 +2899,62 @@ static int
 actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags, int check,
     MDB_txn **txn)
 {
-    int  rc;
+    int              rc, retried;
+    struct timespec  ts;
 
-    rc = mdb_txn_begin(ctx->env, NULL, flags, txn);
-
-    if (rc == MDB_MAP_RESIZED) {
-        /* a writer grew the map since we opened: adopt its size */
-
-        rc = mdb_env_set_mapsize(ctx->env, 0);
-        if (rc == MDB_SUCCESS) {
-            rc = mdb_txn_begin(ctx->env, NULL, flags, txn);
-        }
+    if (!(flags & MDB_RDONLY)) {
+        actl_lock_wait(ctx);
     }
 
-    if (rc != MDB_SUCCESS) {
+    for (retried = 0; /* void */; retried = 1) {
+
+        rc = mdb_txn_begin(ctx->env, NULL, flags, txn);
+
+        if (rc == MDB_MAP_RESIZED) {
+            /* a writer grew the map since we opened: adopt its size */
+
+            rc = mdb_env_set_mapsize(ctx->env, 0);
+            if (rc == MDB_SUCCESS) {
+                rc = mdb_txn_begin(ctx->env, NULL, flags, txn);
+            }
+        }
+
+        if (rc != MDB_SUCCESS) {
+            *txn = NULL;
+            actl_mdb_error(ctx, "mdb_txn_begin", rc);
+            return ACTL_FAIL;
+        }
+
+        /*
+         * before any page is read: a truncated data file, or a lock file
+         * that is not the data file's; a reader one commit behind may
+         * have met a commit in flight, and looks again once
+         */
+
+        rc = akc_env_check(*txn, !(flags & MDB_RDONLY));
+
+        if (rc != AKC_ELAG) {
+            break;
+        }
+
+        if (retried) {
+            rc = AKC_OK;
+            break;
+        }
+
+        mdb_txn_abort(*txn);
+
+        ts.tv_sec = 0;
+        ts.tv_nsec = ACTL_LAG_RETRY_MS * 1000000L;
+        (void) nanosleep(&ts, NULL);
+    }
+
+    if (rc != AKC_OK) {
+        actl_error(NULL, "open \"%s\": %s; nothing was %s", ctx->db,
+                   akc_meta_strerror(rc),
+                   (flags & MDB_RDONLY) ? "read" : "changed");
+        mdb_txn_abort(*txn);
         *txn = NULL;
-        actl_mdb_error(ctx, "mdb_txn_begin", rc);
         return ACTL_FAIL;
     }
 
@@ -2467,7 +3079,7 @@ actl_check_field(actl_col_e col, const char *s, size_t len, char *err,
             return ACTL_OK;
         }
 
-        snprintf(err, errlen, "invalid id \"%s\" (1 to %d letters, digits "
+        snprintf(err, errlen, "invalid id %s (1 to %d letters, digits "
                  "or \"._:@-\")", actl_quote(s, len, q), AKC_ID_MAX_LEN);
         break;
 
@@ -2476,8 +3088,8 @@ actl_check_field(actl_col_e col, const char *s, size_t len, char *err,
             return ACTL_OK;
         }
 
-        snprintf(err, errlen, "invalid subject \"%s\" (at most %d bytes, "
-                 "no control characters)", actl_quote(s, len, q),
+        snprintf(err, errlen, "invalid subject %s (at most %d bytes of "
+                 "UTF-8, no control characters)", actl_quote(s, len, q),
                  AKC_SUBJECT_MAX_LEN);
         break;
 
@@ -2486,7 +3098,7 @@ actl_check_field(actl_col_e col, const char *s, size_t len, char *err,
             return ACTL_OK;
         }
 
-        snprintf(err, errlen, "invalid scopes \"%s\" (comma-separated "
+        snprintf(err, errlen, "invalid scopes %s (comma-separated "
                  "names of letters, digits or \"._:/*-\", at most %d "
                  "bytes)", actl_quote(s, len, q), AKC_SCOPES_MAX_LEN);
         break;
@@ -2496,7 +3108,7 @@ actl_check_field(actl_col_e col, const char *s, size_t len, char *err,
             return ACTL_OK;
         }
 
-        snprintf(err, errlen, "invalid plan \"%s\" (at most %d letters, "
+        snprintf(err, errlen, "invalid plan %s (at most %d letters, "
                  "digits or \"._:-\")", actl_quote(s, len, q),
                  AKC_PLAN_MAX_LEN);
         break;
@@ -2506,8 +3118,8 @@ actl_check_field(actl_col_e col, const char *s, size_t len, char *err,
             return ACTL_OK;
         }
 
-        snprintf(err, errlen, "invalid hint \"%s\" (at most %d bytes, no "
-                 "control characters)", actl_quote(s, len, q),
+        snprintf(err, errlen, "invalid hint %s (at most %d bytes of "
+                 "UTF-8, no control characters)", actl_quote(s, len, q),
                  AKC_HINT_MAX_LEN);
         break;
 
@@ -2536,7 +3148,9 @@ actl_check_time(actl_col_e col, const char *s, size_t len, int64_t now,
         return ACTL_OK;
     }
 
-    snprintf(err, errlen, "invalid %s \"%s\"", actl_col_names[col],
+    snprintf(err, errlen, "invalid %s %s (now, an RFC 3339 time such as "
+             "2027-01-31T00:00:00Z, or a duration such as 30d; at most "
+             "9999-12-31T23:59:59Z)", actl_col_names[col],
              actl_quote(s, len, q));
 
     return ACTL_INVALID;
@@ -2576,7 +3190,7 @@ actl_check_bool(const char *s, size_t len, unsigned *flags, char *err,
         return ACTL_OK;
     }
 
-    snprintf(err, errlen, "invalid disabled \"%s\" (true, false, 1 or 0)",
+    snprintf(err, errlen, "invalid disabled %s (true, false, 1 or 0)",
              actl_quote(s, len, q));
 
     return ACTL_INVALID;
@@ -3027,7 +3641,7 @@ actl_csv_field(void *s, size_t len, void *data)
                            (unsigned long long) imp->line, imp->ncols + 1);
 
             } else {
-                actl_error(imp->ctx, "line %llu: unknown column \"%s\"",
+                actl_error(imp->ctx, "line %llu: unknown column %s",
                            (unsigned long long) imp->line,
                            actl_quote(v, len, q));
             }
@@ -3209,7 +3823,7 @@ actl_import_json(actl_import_t *imp, json_t *obj, char *err, size_t errlen)
                          "shown: it could be a key)");
 
             } else {
-                snprintf(err, errlen, "unknown field \"%s\"",
+                snprintf(err, errlen, "unknown field %s",
                          actl_quote(name, strlen(name), q));
             }
 
@@ -3300,6 +3914,23 @@ actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
     static const actl_col_e  texts[] = {
         ACTL_COL_ID, ACTL_COL_SUBJECT, ACTL_COL_SCOPES, ACTL_COL_PLAN
     };
+
+    /* a key in any other column is neither stored nor shown */
+
+    for (i = 0; i < ACTL_COL_N; i++) {
+        /* a CSV field keeps ACTL_FIELD_MAX bytes of a longer value */
+
+        if (i != ACTL_COL_KEY
+            && actl_has_key(f->data[i], f->len[i] < ACTL_FIELD_MAX
+                                        ? f->len[i] : ACTL_FIELD_MAX))
+        {
+            snprintf(err, errlen, "%s \"%s\" holds an API key (not shown); "
+                     "keys go in the \"key\" %s",
+                     imp->jsonl ? "field" : "column", actl_col_names[i],
+                     imp->jsonl ? "field" : "column");
+            return ACTL_INVALID;
+        }
+    }
 
     has_key = f->len[ACTL_COL_KEY] > 0;
 
@@ -3407,8 +4038,8 @@ actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
         rec.id.len = ACTL_DEFAULT_ID_LEN;
     }
 
-    return actl_import_put(imp, &rec, hash, f->len[ACTL_COL_ID] > 0, err,
-                           errlen);
+    return actl_import_keep(imp, &rec, hash, f->len[ACTL_COL_ID] > 0, err,
+                            errlen);
 }
 
 
@@ -3449,7 +4080,7 @@ actl_import_put(actl_import_t *imp, akc_record_t *rec,
             && (old.id.len != rec->id.len
                 || memcmp(old.id.data, rec->id.data, rec->id.len) != 0))
         {
-            snprintf(err, errlen, "key already exists as id \"%s\"",
+            snprintf(err, errlen, "key already exists as id %s",
                      actl_quote(old.id.data, old.id.len, q));
             return ACTL_INVALID;
         }
@@ -3471,12 +4102,12 @@ actl_import_put(actl_import_t *imp, akc_record_t *rec,
                    ? actl_set_find(&imp->seen, h.mv_data) : NULL;
 
             if (seen != NULL) {
-                snprintf(err, errlen, "id \"%s\" is already used on line "
+                snprintf(err, errlen, "id %s is already used on line "
                          "%llu", actl_quote(rec->id.data, rec->id.len, q),
                          (unsigned long long) seen->line);
 
             } else {
-                snprintf(err, errlen, "id \"%s\" already exists with "
+                snprintf(err, errlen, "id %s already exists with "
                          "another key",
                          actl_quote(rec->id.data, rec->id.len, q));
             }
@@ -3578,7 +4209,7 @@ actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     len = strlen(id);
 
     if (!akc_id_valid(id, len)) {
-        actl_error(ctx, "no key with id \"%s\"", actl_quote(id, len, q));
+        actl_error(ctx, "no key with id %s", actl_quote(id, len, q));
         return ACTL_INVALID;
     }
 
@@ -3588,7 +4219,7 @@ actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
 
     if (rc == MDB_NOTFOUND) {
-        actl_error(ctx, "no key with id \"%s\"", id);
+        actl_error(ctx, "no key with id %s", actl_quote(id, len, q));
         return ACTL_INVALID;
     }
 
@@ -3611,7 +4242,8 @@ actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     }
 
     if (rc != MDB_SUCCESS) {
-        actl_error(ctx, "id \"%s\": %s", id, mdb_strerror(rc));
+        actl_error(ctx, "id %s: %s", actl_quote(id, len, q),
+                   mdb_strerror(rc));
         return ACTL_FAIL;
     }
 
