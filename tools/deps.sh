@@ -62,10 +62,16 @@ export DEBIAN_FRONTEND=noninteractive
 # the packages must not start services (the distribution's nginx would
 # take port 80): policy-rc.d says no to invoke-rc.d during the install
 
+# it is removed on every way out: the end, an error (set -e), or make
+# killed by INT, TERM or HUP; the traps are set before the file is made
+
 if [ ! -e /usr/sbin/policy-rc.d ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 0755 /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 
 apt-get update -qq
