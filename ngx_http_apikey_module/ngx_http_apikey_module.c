@@ -68,6 +68,8 @@ struct ngx_http_apikey_handle_s {
     akc_dbs_t                   dbs;
     ngx_uint_t                  refs;
     ngx_uint_t                  broken;     /* unusable: detach from it */
+    ngx_uint_t                  live;       /* txn renewed, not reset */
+    ngx_uint_t                  used;       /* since the last tick */
     dev_t                       data_dev;
     ino_t                       data_ino;
     dev_t                       lock_dev;
@@ -187,6 +189,7 @@ static ngx_int_t ngx_http_apikey_env_stat(ngx_log_t *log,
 static ngx_int_t ngx_http_apikey_handle_open(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h,
     ngx_http_apikey_secret_t *secret, ngx_file_info_t *lock);
+static void ngx_http_apikey_txn_end(ngx_http_apikey_handle_t *h);
 static void ngx_http_apikey_env_detach(ngx_http_apikey_env_t *env);
 static void ngx_http_apikey_handle_close(ngx_http_apikey_handle_t *h);
 static void ngx_http_apikey_env_error(ngx_log_t *log,
@@ -655,7 +658,7 @@ ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         rc = akc_meta_check(h->txn, &h->dbs, &db->secret->secret);
 
         if (rc != AKC_OK) {
-            mdb_txn_reset(h->txn);
+            ngx_http_apikey_txn_end(h);
             ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
                                       "apikey database \"%s\": %s with "
                                       "secret \"%V\"", db->env->path,
@@ -671,7 +674,7 @@ ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
                             key->data, key->len, ngx_time(), &rec, &mdb_rc);
 
     if (status == AKC_STATUS_ERROR) {
-        mdb_txn_reset(h->txn);
+        ngx_http_apikey_txn_end(h);
         ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
                                   "apikey database \"%s\": lookup failed "
                                   "(%d: %s)", db->env->path, mdb_rc,
@@ -680,7 +683,6 @@ ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     }
 
     if (status == AKC_STATUS_UNKNOWN) {
-        mdb_txn_reset(h->txn);
 
         /* its hint is made only if a log line or variable asks for it */
         ctx->unknown = *key;
@@ -688,11 +690,12 @@ ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         return status;
     }
 
-    /* the record points into the map: copy it before the reset */
+    /*
+     * the record points into the map: it is copied, and the transaction
+     * is left renewed for the next request (ngx_http_apikey_env_renew())
+     */
 
     rc = ngx_http_apikey_copy_record(r, ctx, &rec);
-
-    mdb_txn_reset(h->txn);
 
     return (rc == NGX_OK) ? status : AKC_STATUS_ERROR;
 }
@@ -981,7 +984,9 @@ ngx_http_apikey_env_watch(ngx_log_t *log, ngx_http_apikey_env_t *env)
 static void
 ngx_http_apikey_watch_handler(ngx_event_t *ev)
 {
-    ngx_http_apikey_env_t  *env;
+    sigjmp_buf                 jb;
+    ngx_http_apikey_env_t     *env;
+    ngx_http_apikey_handle_t  *h;
 
     /*
      * idle workers too let go of files that are no longer whole: LMDB
@@ -991,6 +996,25 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
     for (env = ngx_http_apikey_envs; env; env = env->next) {
         ngx_http_apikey_env_watch(ev->log, env);
     }
+
+    /*
+     * and of a snapshot no request used for a tick: a read transaction
+     * left renewed keeps the pages of its snapshot from being reused
+     */
+
+    if (sigsetjmp(jb, 0) == 0) {
+        ngx_http_apikey_sigbus_jmp = &jb;
+
+        for (h = ngx_http_apikey_handles; h; h = h->next) {
+            if (!h->used) {
+                ngx_http_apikey_txn_end(h);
+            }
+
+            h->used = 0;
+        }
+    }
+
+    ngx_http_apikey_sigbus_jmp = NULL;
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, 1000);
@@ -1074,6 +1098,8 @@ ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
     }
 
     ngx_http_apikey_sigbus_jmp = &jb;
+
+    ngx_http_apikey_txn_end(h);
 
     rc = mdb_txn_renew(h->txn);
 
@@ -1395,6 +1421,16 @@ failed_logged:
 
 
 static void
+ngx_http_apikey_txn_end(ngx_http_apikey_handle_t *h)
+{
+    if (h->live) {
+        mdb_txn_reset(h->txn);
+        h->live = 0;
+    }
+}
+
+
+static void
 ngx_http_apikey_env_detach(ngx_http_apikey_env_t *env)
 {
     ngx_http_apikey_handle_t  *h, **hp;
@@ -1482,7 +1518,29 @@ static ngx_int_t
 ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h)
 {
-    int  rc;
+    int          rc;
+    MDB_envinfo  info;
+
+    h->used = 1;
+
+    if (h->live) {
+
+        /*
+         * the snapshot of the last request is the newest while no write
+         * has committed since: the newest meta page still has its id
+         * (a commit writes the meta page before the lock file's id, so
+         * a write that has returned is always seen here)
+         */
+
+        if (mdb_env_info(h->env, &info) == MDB_SUCCESS
+            && info.me_last_txnid == mdb_txn_id(h->txn))
+        {
+            return NGX_OK;
+        }
+
+        mdb_txn_reset(h->txn);
+        h->live = 0;
+    }
 
     rc = mdb_txn_renew(h->txn);
 
@@ -1507,6 +1565,7 @@ ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env,
     }
 
     if (rc == MDB_SUCCESS) {
+        h->live = 1;
         return NGX_OK;
     }
 
