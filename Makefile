@@ -34,6 +34,7 @@ CORE_TEST =     $(B)/core_test
 
 
 .PHONY: all deps deps-test deps-bench module test demo bench bench-quick \
+        bench-cg \
         lint install clean
 
 all: deps $(MODULE) $(APIKEYCTL)
@@ -95,8 +96,11 @@ $(CORE_TEST): t/unit/core_test.c $(CORE_DEPS) | deps-test
 	    -llmdb -lsodium -lz -lcmocka
 
 
+# Debian's nginx, then mainline built from ../shared/nginx (mk/matrix.mk)
+
 test: deps-test all $(CORE_TEST)
 	APIKEY_BUILD=$(CURDIR)/$(B) TEST_NGINX_BINARY=$(NGINX_BIN) prove -r -I t/lib t/
+	$(MAKE) --no-print-directory test-1.29.8
 
 demo: all
 	tools/demo.sh
@@ -106,6 +110,9 @@ bench: deps-bench all
 
 bench-quick: deps-bench all
 	bench/run.sh --quick
+
+bench-cg: deps-bench all
+	bench/run.sh --cg
 
 lint:
 	tools/lint.sh

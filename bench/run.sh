@@ -5,11 +5,14 @@
 # 127.0.0.1.  Writes bench/results/ (results.md, raw .tsv/.dat, PNG
 # charts) and prints the tables.
 #
-# usage: bench/run.sh [--quick] [--prepare]
+# usage: bench/run.sh [--quick] [--prepare] [--cg]
 #
 #   --prepare only build and make the key sets (cached), measure nothing
 #   --quick   1,000 and 100,000 keys instead of 1M and 10M, one short wrk
 #             round, small callgrind counts (under two minutes)
+#   --cg      only the instructions per request of bare nginx and of
+#             apikey at 1M keys, with the profile (make bench-cg, a few
+#             minutes): the figure to check a change of the request path
 #
 # Environment: NGINX_BIN (default /usr/sbin/nginx), BENCH_NO_BUILD=1 (use
 # build/ as it is), BENCH_WRK_ROUNDS,
@@ -30,16 +33,23 @@ MODULE=$B/ngx_http_apikey_module.so
 LUA_DIR=/usr/lib/nginx/modules
 T0=$(date +%s)
 
-QUICK=0 PREPARE=0
+QUICK=0 PREPARE=0 CG_ONLY=0
 for arg in "$@"; do
     case "$arg" in
     --quick) QUICK=1 ;;
     --prepare) PREPARE=1 ;;
-    *) echo "usage: bench/run.sh [--quick] [--prepare]" >&2; exit 2 ;;
+    --cg) CG_ONLY=1 ;;
+    *) echo "usage: bench/run.sh [--quick] [--prepare] [--cg]" >&2; exit 2 ;;
     esac
 done
 
-if [ $QUICK = 1 ]; then
+if [ $CG_ONLY = 1 ]; then
+    MODE=cg
+    SMALL= BIG=1000000 HUGE=
+    ROUNDS=0 SECONDS_PER=0
+    CG_COUNTS=2000,12000 CG_WARM=500
+    RESULTS=$BENCH/results/cg
+elif [ $QUICK = 1 ]; then
     MODE=quick
     SMALL=1000 BIG=100000 HUGE=
     ROUNDS=${BENCH_WRK_ROUNDS:-1} SECONDS_PER=${BENCH_WRK_SECONDS:-2}
@@ -89,7 +99,9 @@ MODULE=$W/bin/ngx_http_apikey_module.so
 APIKEYCTL=$W/bin/apikeyctl
 
 LUA=1 LUA_WHY=
-if [ ! -f $LUA_DIR/ngx_http_lua_module.so ]; then
+if [ $CG_ONLY = 1 ]; then
+    LUA=0 LUA_WHY="--cg measures nginx and apikey only"
+elif [ ! -f $LUA_DIR/ngx_http_lua_module.so ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
         log "installing libnginx-mod-http-lua (optional)"
         if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
@@ -159,10 +171,12 @@ for n in $SIZES; do
 done
 
 mkdir -p $W/data
-BASIC_1=$(perl "$BENCH/genkeys.pl" --htpasswd 1 $W/data/htpasswd.1)
-BASIC_N=$(perl "$BENCH/genkeys.pl" --htpasswd $BASIC_USERS \
-              $W/data/htpasswd.$BASIC_USERS)
-chmod 0644 $W/data/htpasswd.*
+if [ $CG_ONLY = 0 ]; then
+    BASIC_1=$(perl "$BENCH/genkeys.pl" --htpasswd 1 $W/data/htpasswd.1)
+    BASIC_N=$(perl "$BENCH/genkeys.pl" --htpasswd $BASIC_USERS \
+                  $W/data/htpasswd.$BASIC_USERS)
+    chmod 0644 $W/data/htpasswd.*
+fi
 
 if [ $PREPARE = 1 ]; then
     log "key sets ready under $W/data"
@@ -307,6 +321,7 @@ for n in $SIZES; do
     add apikey-$(label $n) apikey $n "$(key_hdr $n valid)" \
         "$(key_hdr $n unknown)"
 done
+if [ $CG_ONLY = 0 ]; then
 add map-$(label $BIG) map $BIG "$(key_hdr $BIG valid)" \
     "$(key_hdr $BIG unknown)"
 add basic-1 basic 1 "Authorization: $BASIC_1" ""
@@ -317,6 +332,7 @@ add auth_request authreq $BIG "$(key_hdr $BIG valid)" \
 if [ $LUA = 1 ]; then
     add lua-$(label $BIG) lua $BIG "$(key_hdr $BIG valid)" \
         "$(key_hdr $BIG unknown)"
+fi
 fi
 
 hdr() { cat $W/run/$1/$2.hdr; }
@@ -423,6 +439,17 @@ callgrind_annotate --auto=no --inclusive=yes $(echo $PROFILE_DUMPS | cut -d' ' -
     > $W/cg/annotate.txt 2> /dev/null || true
 sed -n 1,60p $W/cg/annotate.txt \
     > $RESULTS/callgrind-annotate-apikey-$(label $BIG)-valid.txt
+
+if [ $CG_ONLY = 1 ]; then
+    perl -F'\t' -lane '$b{"$F[0]/$F[3]"} = $F[5];
+        END {
+            printf "valid key at 1M keys: %.1f instructions per request, "
+                . "+%.1f over bare nginx (%.1f)\n", $b{"apikey-1M/valid"},
+                $b{"apikey-1M/valid"} - $b{"none/valid"}, $b{"none/valid"}
+        }' $RESULTS/callgrind.tsv | tee $RESULTS/summary.txt
+    column -t -s$'\t' $RESULTS/callgrind.tsv
+    exit 0
+fi
 
 
 # --- throughput (wrk), all contenders at once, interleaved rounds ---------
