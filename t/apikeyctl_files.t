@@ -200,6 +200,14 @@ is($err, qq{apikeyctl: open "$db": lock.mdb does not belong to data.mdb }
 ($rc, $out, $err) = $t->ctl('gen', '--id', 'g');
 is($rc, 1, 'gen with a replaced data.mdb exit code');
 
+# a reader never calls the revoked key valid through the old lock file:
+# refused (1), or, once the workers have let go of the old lock file
+# and LMDB has made it right, unknown (4)
+
+($rc, $out, $err) = $t->ctl({ input => "$id{f}\n" }, 'verify', '-');
+ok($rc == 1 || $rc == 4, "verify with a replaced data.mdb: exit $rc");
+isnt($out, "valid\n", 'verify with a replaced data.mdb: not valid');
+
 $t->stop();
 
 # once nothing holds the old lock file, the environment is whole again,

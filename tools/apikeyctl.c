@@ -2940,17 +2940,14 @@ actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags, int check,
         /*
          * before any page is read: a truncated data file, or a lock file
          * that is not the data file's; a reader one commit behind may
-         * have met a commit in flight, and looks again once
+         * have met a commit in flight, and looks again once; still behind
+         * a moment later, it reads through a lock file that is not the
+         * data file's, and would show an old view (a revoked key valid)
          */
 
         rc = akc_env_check(*txn, !(flags & MDB_RDONLY));
 
-        if (rc != AKC_ELAG) {
-            break;
-        }
-
-        if (retried) {
-            rc = AKC_OK;
+        if (rc != AKC_ELAG || retried) {
             break;
         }
 
