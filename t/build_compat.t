@@ -19,6 +19,19 @@ my $dev = '/usr/share/nginx/src';
 plan(skip_all => "no nginx source tree at $dev (nginx-dev)")
     unless -x "$dev/configure";
 
+# nginx loads only modules built from its own version: under make
+# test-matrix the binary is another nginx, which the matrix builds the
+# module for itself
+
+my ($dev_version) = Apikey::Harness::slurp("$dev/src/core/nginx.h")
+    =~ /^#define NGINX_VERSION\s+"([^"]+)"/m;
+my ($bin_version) = `$t->{nginx} -v 2>&1` =~ m{nginx/(\S+)};
+
+plan(skip_all => "$t->{nginx} is nginx $bin_version, $dev holds "
+                 . "nginx $dev_version")
+    unless defined $dev_version && defined $bin_version
+           && $dev_version eq $bin_version;
+
 my $prefix = $t->prefix();
 my $src = "$prefix/nginx-src";
 my $out = "$prefix/build";

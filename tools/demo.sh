@@ -13,10 +13,12 @@ port=${DEMO_PORT:-8080}
 upstream=${DEMO_UPSTREAM_PORT:-8081}
 demo=${DEMO_DIR:-$root/build/demo}
 nginx=${NGINX_BIN:-/usr/sbin/nginx}
+# the module and apikeyctl: the tests point this at the build they test
+build=${APIKEY_BUILD:-$root/build}
 
 # nginx reads NGINX itself: inherited listening sockets
 unset NGINX
-ctl="$root/build/apikeyctl -d $demo/db -s $demo/apikey.secret"
+ctl="$build/apikeyctl -d $demo/db -s $demo/apikey.secret"
 
 rm -rf "$demo"
 mkdir -p "$demo/logs" "$demo/tmp"
@@ -35,7 +37,7 @@ key=$($ctl gen --id demo --subject "demo user" --scopes read --plan free)
 
 cat > "$demo/nginx.conf" << END
 $user
-load_module $root/build/ngx_http_apikey_module.so;
+load_module $build/ngx_http_apikey_module.so;
 daemon off;
 master_process on;
 worker_processes 1;
