@@ -336,7 +336,7 @@ sub check_log {
 
     is(join("\n", @alerts), '', 'no alerts in error log');
     is(join("\n", $log =~ /^.*\[emerg\].*$/mg), '', 'no emerg in error log');
-    is(join("\n", $log =~ /^.*(?:exited on signal|Sanitizer|core dumped)
+    is(join("\n", $log =~ /^.*(?:exited\ on\ signal|Sanitizer|core\ dumped)
                            .*$/mgx),
        '', 'no crashes in error log');
 }
