@@ -63,6 +63,7 @@ http {
         location / {
             apikey on;
             proxy_set_header X-API-Key "";
+            proxy_set_header Authorization "";
             proxy_set_header X-Apikey-Id \$apikey_id;
             proxy_set_header X-Apikey-Subject \$apikey_subject;
             proxy_pass http://127.0.0.1:$upstream;
