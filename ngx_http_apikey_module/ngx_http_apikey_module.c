@@ -1079,9 +1079,9 @@ static ngx_int_t
 ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h)
 {
-    int                  rc;
-    sigjmp_buf           jb;
-    sigjmp_buf *volatile saved;
+    int                   rc;
+    sigjmp_buf            jb;
+    sigjmp_buf *volatile  saved;
 
     /* the data file holds its pages, the lock file names its newest meta */
 
