@@ -18,12 +18,23 @@ use POSIX qw(WNOHANG);
 use Test::More;
 use Time::HiRes qw(sleep time);
 
-our @EXPORT_OK = qw(http_get http_raw write_file);
+our @EXPORT_OK = qw(http_get http_raw write_file scaled);
 
 my $root = abs_path(dirname(__FILE__) . '/../../..');
 
 # nginx itself reads NGINX (inherited listening sockets): never pass it on
 delete $ENV{NGINX};
+
+# TEST_NGINX_VALGRIND=1 (make test-valgrind): nginx runs under valgrind
+# memcheck, one log per process in logs/valgrind.<pid>.log, checked by
+# check_log(); everything is slower, so waits go through scaled()
+
+my $valgrind = $ENV{TEST_NGINX_VALGRIND};
+
+sub scaled {
+    my ($seconds) = @_;
+    return $valgrind ? $seconds * 20 : $seconds;
+}
 
 sub new {
     my ($class, %opts) = @_;
@@ -258,7 +269,7 @@ sub start {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', "$self->{prefix}/logs/stderr.log";
         open STDERR, '>&', \*STDOUT;
-        exec $self->{nginx}, '-p', "$self->{prefix}/",
+        exec valgrind_cmd($self), $self->{nginx}, '-p', "$self->{prefix}/",
             '-e', "$self->{prefix}/logs/error.log",
             '-c', "$self->{prefix}/nginx.conf"
             or die "exec: $!";
@@ -268,7 +279,7 @@ sub start {
 
     # wait for the first port to accept, up to 5 seconds
 
-    for (1 .. 100) {
+    for (1 .. scaled(100)) {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                       PeerPort => $self->port(0));
         if ($s) {
@@ -295,7 +306,7 @@ sub stop {
 
     kill 'QUIT', $pid;
 
-    for (1 .. 100) {
+    for (1 .. scaled(100)) {
         return $self if waitpid($pid, WNOHANG) == $pid;
         sleep 0.05;
     }
@@ -339,6 +350,55 @@ sub check_log {
     is(join("\n", $log =~ /^.*(?:exited\ on\ signal|Sanitizer|core\ dumped)
                            .*$/mgx),
        '', 'no crashes in error log');
+
+    $self->check_valgrind() if $valgrind;
+}
+
+# valgrind's options: leaks at exit are nginx's (it frees little), and
+# errors outside the module, akc_* and LMDB are reported, not failed
+
+sub valgrind_cmd {
+    my ($self) = @_;
+
+    return () unless $valgrind;
+
+    return ('valgrind', '--tool=memcheck', '--leak-check=no',
+            '--track-origins=yes', '--num-callers=40',
+            '--trace-children=yes', '--error-exitcode=42', '--vgdb=no',
+            "--suppressions=$root/t/valgrind.supp",
+            "--log-file=$self->{prefix}/logs/valgrind.%p.log");
+}
+
+sub check_valgrind {
+    my ($self) = @_;
+
+    my (@ours, @others);
+
+    for my $file (glob "$self->{prefix}/logs/valgrind.*.log") {
+        my $text = slurp($file);
+
+        # an error is a block of "==pid== " lines ending with an empty one
+
+        for my $block (split /^==\d+==\s*\n/m, $text) {
+            next unless $block =~ /^==\d+==[ ](?:Invalid[ ](?:read|write|free)
+                                    |Conditional[ ]jump
+                                    |Use[ ]of[ ]uninitialised
+                                    |Syscall[ ]param
+                                    |Source[ ]and[ ]destination[ ]overlap
+                                    |Mismatched[ ]free
+                                    |Argument[ ].*[ ]of[ ]function)/mx;
+
+            if ($block =~ /ngx_http_apikey|akc_|apikey_core|mdb_|liblmdb/) {
+                push @ours, $block;
+            } else {
+                push @others, $block;
+            }
+        }
+    }
+
+    diag("valgrind, outside the module:\n" . join('', @others)) if @others;
+
+    is(join('', @ours), '', 'no valgrind errors in the module');
 }
 
 # a file of the tests' own, such as a secret: mode 0600
@@ -370,7 +430,7 @@ sub http_raw {
     my ($port, $request) = @_;
 
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port,
-                                  Timeout => 5)
+                                  Timeout => scaled(5))
         or die "connect: $!";
 
     print $s $request;
@@ -378,7 +438,7 @@ sub http_raw {
     my $raw = '';
     my $sel = IO::Select->new($s);
 
-    while ($sel->can_read(5)) {
+    while ($sel->can_read(scaled(5))) {
         my $n = sysread($s, my $buf, 65536);
         last unless $n;
         $raw .= $buf;
@@ -426,7 +486,7 @@ sub get {
 sub wait_for {
     my ($self, $timeout, $cond, $uri, @headers) = @_;
 
-    my $end = time() + $timeout;
+    my $end = time() + scaled($timeout);
     my $r;
 
     while (1) {
