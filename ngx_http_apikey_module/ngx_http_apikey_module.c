@@ -27,6 +27,9 @@
 
 #define NGX_HTTP_APIKEY_ERRLEN          1024
 
+/* how long a reader may stay one commit behind: a commit in flight */
+#define NGX_HTTP_APIKEY_LAG_MAX         200
+
 
 typedef enum {
     NGX_HTTP_APIKEY_VAR_STATUS = 0,
@@ -70,6 +73,11 @@ struct ngx_http_apikey_handle_s {
     ngx_uint_t                  broken;     /* unusable: detach from it */
     ngx_uint_t                  live;       /* txn renewed, not reset */
     ngx_uint_t                  used;       /* since the last tick */
+    ngx_uint_t                  lagging;    /* one commit behind */
+    size_t                      lag_id;
+    ngx_msec_t                  lag_since;
+    size_t                      seen;       /* the newest id read */
+    off_t                       lock_size;
     dev_t                       data_dev;
     ino_t                       data_ino;
     dev_t                       lock_dev;
@@ -90,7 +98,6 @@ struct ngx_http_apikey_env_s {
     ngx_http_apikey_handle_t   *handle;
     time_t                      next_open;
     time_t                      next_check;
-    time_t                      lag_seen;   /* a reader one commit behind */
     u_char                      error[NGX_HTTP_APIKEY_ERRLEN];
 };
 
@@ -182,6 +189,8 @@ static ngx_int_t ngx_http_apikey_env_check(ngx_log_t *log,
     ngx_http_apikey_env_t *env);
 static ngx_int_t ngx_http_apikey_env_whole(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h);
+static ngx_int_t ngx_http_apikey_txn_check(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h, MDB_txn *txn);
 static ngx_int_t ngx_http_apikey_env_open(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_secret_t *secret);
 static ngx_int_t ngx_http_apikey_env_stat(ngx_log_t *log,
@@ -1060,6 +1069,14 @@ ngx_http_apikey_env_check(ngx_log_t *log, ngx_http_apikey_env_t *env)
      * page through the lock file, so the pair no longer agrees
      */
 
+    if (same_lock && lock.st_size < h->lock_size) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "\"%s\" was truncated while in use",
+                                  env->path, env->lock_path);
+        return NGX_ERROR;
+    }
+
     if (!same_data || !same_lock) {
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                                   "apikey database \"%s\" is not usable: "
@@ -1080,10 +1097,9 @@ ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h)
 {
     int                   rc;
+    ngx_int_t             ok;
     sigjmp_buf            jb;
     sigjmp_buf *volatile  saved;
-
-    /* the data file holds its pages, the lock file names its newest meta */
 
     saved = ngx_http_apikey_sigbus_jmp;
 
@@ -1103,49 +1119,82 @@ ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     rc = mdb_txn_renew(h->txn);
 
+    ok = NGX_OK;
+
     if (rc == MDB_SUCCESS) {
-        rc = akc_env_check(h->txn, 0);
+        ok = ngx_http_apikey_txn_check(log, env, h, h->txn);
         mdb_txn_reset(h->txn);
 
-        if (rc == AKC_ELAG && mdb_txn_renew(h->txn) == MDB_SUCCESS) {
+    } else if (rc != MDB_MAP_RESIZED) {
 
-            /* a commit in flight, or a lock file one commit behind */
+        /* a map grown by apikeyctl is adopted by the next request */
 
-            rc = akc_env_check(h->txn, 0);
-            mdb_txn_reset(h->txn);
-        }
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\": mdb_txn_renew() "
+                                  "failed (%d: %s)", env->path, rc,
+                                  mdb_strerror(rc));
+        h->broken = 1;
+        ok = NGX_ERROR;
     }
 
     ngx_http_apikey_sigbus_jmp = saved;
 
-    if (rc == AKC_ELAG) {
+    return ok;
+}
 
-        /* behind at two checks in a row is no commit in flight */
 
-        if (env->lag_seen == 0) {
-            env->lag_seen = ngx_time();
-            return NGX_OK;
-        }
+static ngx_int_t
+ngx_http_apikey_txn_check(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_http_apikey_handle_t *h, MDB_txn *txn)
+{
+    int     rc;
+    size_t  id;
 
+    /*
+     * After every renew: the data file holds its pages, and the lock
+     * file's id is that of the data file's newest meta page.  A reader
+     * one commit behind has met a commit in flight (the meta page is
+     * written and synced before the lock file's id), unless it stays
+     * behind: a lock file one commit old, copied back in place.  A lock
+     * file whose id went back is never a commit in flight.
+     */
+
+    rc = akc_env_check(txn, 0);
+    id = mdb_txn_id(txn);
+
+    if ((rc == AKC_OK || rc == AKC_ELAG) && id < h->seen) {
         rc = AKC_ELOCK;
     }
 
-    env->lag_seen = 0;
+    if (rc == AKC_ELAG) {
 
-    if (rc == MDB_MAP_RESIZED) {
-        /* the next request adopts the new size */
+        if (!h->lagging || h->lag_id != id) {
+            h->lagging = 1;
+            h->lag_id = id;
+            h->lag_since = ngx_current_msec;
+        }
+
+        rc = (ngx_current_msec - h->lag_since < NGX_HTTP_APIKEY_LAG_MAX)
+             ? AKC_OK : AKC_ELOCK;
+
+    } else {
+        h->lagging = 0;
+    }
+
+    if (rc == AKC_OK) {
+        if (id > h->seen) {
+            h->seen = id;
+        }
+
         return NGX_OK;
     }
 
-    if (rc != AKC_OK) {
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: %s",
-                                  env->path, akc_meta_strerror(rc));
-        h->broken = 1;
-        return NGX_ERROR;
-    }
+    ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                              "apikey database \"%s\" is not usable: %s",
+                              env->path, akc_meta_strerror(rc));
+    h->broken = 1;
 
-    return NGX_OK;
+    return NGX_ERROR;
 }
 
 
@@ -1205,7 +1254,6 @@ opened:
 
     env->handle = h;
     env->next_check = ngx_time() + 1;
-    env->lag_seen = 0;
 
     if (env->error[0] != '\0') {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
@@ -1295,6 +1343,14 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
         goto failed;
     }
 
+    /* a worker that makes the lock file again makes it as init does */
+
+    rc = mdb_env_set_maxreaders(h->env, AKC_MAXREADERS);
+    if (rc != MDB_SUCCESS) {
+        what = "mdb_env_set_maxreaders()";
+        goto failed;
+    }
+
     /* the map size is not set: the one stored in the file is adopted */
 
     rc = mdb_env_open(h->env, (char *) env->path,
@@ -1315,22 +1371,13 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     /* whole before anything else is read: a short file is SIGBUS */
 
-    rc = akc_env_check(txn, 0);
-
-    if (rc == AKC_ELAG) {
-        mdb_txn_reset(txn);
-        rc = mdb_txn_renew(txn);
-
-        if (rc == MDB_SUCCESS) {
-            rc = akc_env_check(txn, 0);
-        }
+    if (ngx_http_apikey_txn_check(log, env, h, txn) != NGX_OK) {
+        goto failed_logged;
     }
 
-    if (rc == MDB_SUCCESS) {
-        rc = akc_dbs_open(txn, &h->dbs, 0);
-        if (rc == MDB_NOTFOUND) {
-            rc = AKC_EUNINIT;
-        }
+    rc = akc_dbs_open(txn, &h->dbs, 0);
+    if (rc == MDB_NOTFOUND) {
+        rc = AKC_EUNINIT;
     }
 
     if (rc == MDB_SUCCESS) {
@@ -1382,6 +1429,12 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
                                   "its files changed while it was opened",
                                   env->path);
         goto failed_logged;
+    }
+
+    /* as LMDB sized it: a lock file truncated later is noticed */
+
+    if (ngx_file_info(env->lock_path, &fi) != NGX_FILE_ERROR) {
+        h->lock_size = fi.st_size;
     }
 
     /* the per-worker read transaction, renewed and reset per request */
@@ -1566,7 +1619,16 @@ ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     if (rc == MDB_SUCCESS) {
         h->live = 1;
-        return NGX_OK;
+
+        if (ngx_http_apikey_txn_check(log, env, h, h->txn) == NGX_OK) {
+            return NGX_OK;
+        }
+
+        ngx_http_apikey_txn_end(h);
+        ngx_http_apikey_env_detach(env);
+        env->next_open = ngx_time() + 1;
+
+        return NGX_ERROR;
     }
 
     ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
