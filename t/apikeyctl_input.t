@@ -233,6 +233,29 @@ for my $when ('3000000d', '99999999999w', '10000-01-01T00:00:00Z',
 is($rc, 0, 'gen --expires 9999-12-31T23:59:59Z exit code');
 like($out, qr/"expires":"9999-12-31T23:59:59Z"/, 'expires 9999 shown');
 
+# an empty time on gen's command line is an unset variable, not "never"
+
+for my $opt ('--expires', '--not-before') {
+    ($rc, $out, $err) = $t->ctl('gen', '--id', 'empty-time', $opt, '');
+    is($rc, 2, "gen $opt '' exit code");
+    like($err, qr/^\Qapikeyctl: gen: $opt is empty: give an RFC 3339 time, \E
+                  \Qa duration (30d) or now, or leave the option out\E$/mx,
+         "gen $opt '' message");
+    is($out, '', "gen $opt '' printed no key");
+}
+
+# one JSONL scopes element is one scope: "read,admin" does not grant admin
+
+for my $el ('"b,c"', '""', '",admin"') {
+    write_file("$prefix/sc.jsonl", '{"key":"scopes-key-0001","id":"sc1",'
+               . qq("scopes":["a",$el]}\n));
+    ($rc, $out, $err) = $t->ctl('import', '--format', 'jsonl',
+                                "$prefix/sc.jsonl");
+    is($rc, 3, "jsonl scopes element $el exit code");
+    is($err, "apikeyctl: import: line 1: scopes[1] is not one scope (empty, "
+       . "or with a comma)\n", "jsonl scopes element $el message");
+}
+
 # fifo1, fifo2, k1, 20,000 from gen, the UTF-8 subject, 9999
 
 is(ids() =~ tr/,//, 20004, 'nothing else was stored');

@@ -142,6 +142,31 @@ is($rc, 2, 'KEY as a command exit code');
 is($err, "apikeyctl: unknown command: it holds an API key, not shown (see "
    . "\"apikeyctl help\")\n", 'KEY as a command message');
 
+# a key given as the database or the secret file (-s read as "secret"),
+# by option or by environment variable
+
+($rc, $out, $err) = $t->ctl({ db => $key }, 'list');
+is($rc, 2, '-d KEY exit code');
+is($err, "apikeyctl: the database path (-d or APIKEY_DB) holds an API key, "
+   . "not shown; give the database directory\n", '-d KEY message');
+
+($rc, $out, $err) = $t->ctl({ db => "/nonexistent/$key" }, 'init');
+is($rc, 2, '-d DIR/KEY init exit code');
+no_key('-d DIR/KEY init', $out, $err);
+
+($rc, $out, $err) = $t->ctl({ secret => $key }, 'list');
+is($rc, 2, '-s KEY exit code');
+is($err, "apikeyctl: the secret file path (-s or APIKEY_SECRET) holds an "
+   . "API key, not shown; give the file the hashing secret is in\n",
+   '-s KEY message');
+
+for my $var (qw(APIKEY_DB APIKEY_SECRET)) {
+    local $ENV{$var} = $key;
+    my $text = `$t->{apikeyctl} list 2>&1`;
+    is($? >> 8, 2, "$var=KEY exit code");
+    no_key("$var=KEY", $text);
+}
+
 # verify still takes one, and says nothing of it
 
 ($rc, $out, $err) = $t->ctl('verify', $key);

@@ -475,6 +475,21 @@ main(int argc, char **argv)
         return ACTL_USAGE;
     }
 
+    /* a key given as the database or the secret file is never echoed */
+
+    if (actl_has_key(ctx.db, strlen(ctx.db))) {
+        actl_error(NULL, "the database path (-d or APIKEY_DB) holds an API "
+                   "key, not shown; give the database directory");
+        return ACTL_USAGE;
+    }
+
+    if (actl_has_key(ctx.secret_path, strlen(ctx.secret_path))) {
+        actl_error(NULL, "the secret file path (-s or APIKEY_SECRET) holds "
+                   "an API key, not shown; give the file the hashing secret "
+                   "is in");
+        return ACTL_USAGE;
+    }
+
     for (cmd = actl_commands; cmd->name != NULL; cmd++) {
         if (strcmp(cmd->name, argv[optind]) == 0) {
             break;
@@ -874,6 +889,21 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
     if (id != NULL && count > 1) {
         return actl_usage_error(ctx, "--id cannot be used with --count "
                                 "greater than 1");
+    }
+
+    /*
+     * an empty time is "none" in an import column, but here it is more
+     * likely an unset shell variable: a key that never expires by mistake
+     */
+
+    if ((expires != NULL && expires[0] == '\0')
+        || (not_before != NULL && not_before[0] == '\0'))
+    {
+        return actl_usage_error(ctx, "%s is empty: give an RFC 3339 time, "
+                                "a duration (30d) or now, or leave the "
+                                "option out",
+                                (expires != NULL && expires[0] == '\0')
+                                ? "--expires" : "--not-before");
     }
 
     if (!akc_prefix_valid(prefix, strlen(prefix))) {
@@ -3872,6 +3902,16 @@ actl_import_json(actl_import_t *imp, json_t *obj, char *err, size_t errlen)
                 }
 
                 len = json_string_length(item);
+
+                /* one element, one scope: "read,admin" is not two */
+
+                if (len == 0
+                    || memchr(json_string_value(item), ',', len) != NULL)
+                {
+                    snprintf(err, errlen, "scopes[%zu] is not one scope "
+                             "(empty, or with a comma)", i);
+                    return ACTL_INVALID;
+                }
 
                 if (n + (n > 0) + len > AKC_SCOPES_MAX_LEN) {
                     snprintf(err, errlen, "scopes are longer than %d bytes",
