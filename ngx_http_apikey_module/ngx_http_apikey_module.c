@@ -224,6 +224,8 @@ static void ngx_http_apikey_cleanup_secret(void *data);
 static ngx_int_t ngx_http_apikey_init(ngx_conf_t *cf);
 
 static char *ngx_http_apikey(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
+static char *ngx_http_apikey_db(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_apikey_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -248,7 +250,7 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
 
     { ngx_string("apikey_db"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_apikey_db,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_apikey_loc_conf_t, db_path),
       NULL },
@@ -557,7 +559,28 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
         *key = h[i].value;
     }
 
-    return found ? NGX_OK : NGX_DECLINED;
+    if (!found) {
+        return NGX_DECLINED;
+    }
+
+    /*
+     * nginx keeps a tab around a value (optional whitespace, RFC 9110),
+     * which akc_auth_parse() trims from Authorization: trim it here too
+     */
+
+    while (key->len && (key->data[0] == ' ' || key->data[0] == '\t')) {
+        key->data++;
+        key->len--;
+    }
+
+    while (key->len
+           && (key->data[key->len - 1] == ' '
+               || key->data[key->len - 1] == '\t'))
+    {
+        key->len--;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -2185,6 +2208,24 @@ ngx_http_apikey(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                        "or \"optional\"", &value[1]);
 
     return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_apikey_db(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_str_t  *value;
+
+    value = cf->args->elts;
+
+    /* "" would quietly mean the default path */
+
+    if (value[1].len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid value \"\"");
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_conf_set_str_slot(cf, cmd, conf);
 }
 
 

@@ -54,6 +54,18 @@ my ($rc, $out) = $t->nginx_test();
 is($rc, 0, 'nginx -t');
 unlike($out, qr/accessible by group or others/, 'no warning for 0600');
 
+# apikey_db "" would quietly mean the default path
+
+{
+    my $conf = Apikey::Harness::slurp("$prefix/nginx.conf");
+    (my $bad = $conf) =~ s{apikey_db \Q$db\E;}{apikey_db "";};
+    write_file("$prefix/nginx.conf", $bad);
+    ($rc, $out) = $t->nginx_test();
+    isnt($rc, 0, 'nginx -t refuses apikey_db ""');
+    like($out, qr/\[emerg\] invalid value "" in /, 'apikey_db "" message');
+    write_file("$prefix/nginx.conf", $conf);
+}
+
 chmod 0640, $t->secret();
 ($rc, $out) = $t->nginx_test();
 is($rc, 0, 'nginx -t with a secret of mode 0640');
@@ -74,6 +86,14 @@ is_deeply($r->{headers}{'x-status'}, ['malformed'],
 
 $r = $t->get('/', 'Authorization' => "Bearer $key");
 is($r->{status}, 200, 'the same Bearer alone: 200');
+
+# optional whitespace around a value, a tab as well as a space, is not
+# part of the key, in a key header as in Authorization
+
+is($t->get('/', 'X-API-Key' => "$key\t")->{status}, 200,
+   'X-API-Key with a trailing tab');
+is($t->get('/', 'Authorization' => "Bearer $key\t")->{status}, 200,
+   'Bearer with a trailing tab');
 
 # made with another secret: 503, one line however many requests
 
