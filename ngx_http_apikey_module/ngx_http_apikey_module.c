@@ -1087,11 +1087,6 @@ ngx_http_apikey_env_check(ngx_log_t *log, ngx_http_apikey_env_t *env)
         return NGX_DECLINED;
     }
 
-    /*
-     * one file of the pair replaced on its own: readers pick the meta
-     * page through the lock file, so the pair no longer agrees
-     */
-
     if (same_lock && lock.st_size < h->lock_size) {
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                                   "apikey database \"%s\" is not usable: "
@@ -1099,6 +1094,11 @@ ngx_http_apikey_env_check(ngx_log_t *log, ngx_http_apikey_env_t *env)
                                   env->path, env->lock_path);
         return NGX_ERROR;
     }
+
+    /*
+     * one file of the pair replaced on its own: readers pick the meta
+     * page through the lock file, so the pair no longer agrees
+     */
 
     if (!same_data || !same_lock) {
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
