@@ -191,6 +191,12 @@ sub init_db {
     my $user = worker_user();
     push @args, '--user', $user if defined $user;
 
+    # memcheck takes seconds to map the default 8 GB at each open, and
+    # workers reopen a damaged environment every second; a test's own
+    # --map-size, later in the arguments, still wins
+
+    unshift @args, '--map-size', '256m' if $valgrind;
+
     return $self->ctl_ok('init', @args);
 }
 
@@ -284,6 +290,7 @@ sub start {
                                       PeerPort => $self->port(0));
         if ($s) {
             close $s;
+            $self->wait_workers() if $valgrind;
             return $self;
         }
 
@@ -367,6 +374,31 @@ sub valgrind_cmd {
             '--trace-children=yes', '--error-exitcode=42', '--vgdb=no',
             "--suppressions=$root/t/valgrind.supp",
             "--log-file=$self->{prefix}/logs/valgrind.%p.log");
+}
+
+# the port accepts once the master listens; under valgrind a worker may
+# take seconds more to start: wait until each sits in epoll_wait()
+
+sub wait_workers {
+    my ($self) = @_;
+
+    my ($n) = slurp("$self->{prefix}/nginx.conf")
+              =~ /^worker_processes\s+(\d+);/m;
+    my $end = time() + scaled(5);
+
+    while (time() < $end) {
+        my $ready = 0;
+
+        for my $stat (glob '/proc/[0-9]*/stat') {
+            my ($pid, $ppid) = slurp($stat) =~ /^(\d+) \(.*\) \S+ (\d+)/s
+                or next;
+            $ready++ if $ppid == $self->{pid}
+                        && slurp("/proc/$pid/wchan") =~ /epoll_wait/;
+        }
+
+        return if $ready >= ($n // 1);
+        sleep 0.1;
+    }
 }
 
 sub check_valgrind {
