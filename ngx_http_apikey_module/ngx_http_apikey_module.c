@@ -191,6 +191,8 @@ static ngx_int_t ngx_http_apikey_env_whole(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h);
 static ngx_int_t ngx_http_apikey_txn_check(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h, MDB_txn *txn);
+static ngx_msec_int_t ngx_http_apikey_commit_age(
+    ngx_http_apikey_handle_t *h);
 static ngx_int_t ngx_http_apikey_env_open(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_secret_t *secret);
 static ngx_int_t ngx_http_apikey_env_stat(ngx_log_t *log,
@@ -1197,7 +1199,13 @@ ngx_http_apikey_txn_check(ngx_log_t *log, ngx_http_apikey_env_t *env,
             h->lag_since = ngx_current_msec;
         }
 
-        rc = (ngx_current_msec - h->lag_since < NGX_HTTP_APIKEY_LAG_MAX)
+        /*
+         * and the commit began when the data file was last written: a
+         * worker that has not read for a while knows it all the same
+         */
+
+        rc = (ngx_current_msec - h->lag_since < NGX_HTTP_APIKEY_LAG_MAX
+              && ngx_http_apikey_commit_age(h) < NGX_HTTP_APIKEY_LAG_MAX)
              ? AKC_OK : AKC_ELOCK;
 
     } else {
@@ -1218,6 +1226,29 @@ ngx_http_apikey_txn_check(ngx_log_t *log, ngx_http_apikey_env_t *env,
     h->broken = 1;
 
     return NGX_ERROR;
+}
+
+
+static ngx_msec_int_t
+ngx_http_apikey_commit_age(ngx_http_apikey_handle_t *h)
+{
+    ngx_time_t        *tp;
+    ngx_file_info_t    fi;
+    mdb_filehandle_t   fd;
+
+    /* milliseconds since data.mdb was last written; unknown is old */
+
+    if (mdb_env_get_fd(h->env, &fd) != MDB_SUCCESS
+        || ngx_fd_info(fd, &fi) == NGX_FILE_ERROR)
+    {
+        return NGX_HTTP_APIKEY_LAG_MAX;
+    }
+
+    tp = ngx_timeofday();
+
+    return (ngx_msec_int_t) (tp->sec - fi.st_mtim.tv_sec) * 1000
+           + (ngx_msec_int_t) tp->msec
+           - (ngx_msec_int_t) (fi.st_mtim.tv_nsec / 1000000);
 }
 
 
