@@ -570,6 +570,12 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
      * which akc_auth_parse() trims from Authorization: trim it here too
      */
 
+    if (key->len == 0
+        || (key->data[0] > ' ' && key->data[key->len - 1] > ' '))
+    {
+        return NGX_OK;
+    }
+
     while (key->len && (key->data[0] == ' ' || key->data[0] == '\t')) {
         key->data++;
         key->len--;
