@@ -30,6 +30,7 @@ FUZZ_CFLAGS =       -g -O1 -fno-omit-frame-pointer \
                     -fno-sanitize-recover=undefined \
                     -Wall -Wextra -Wno-unused-parameter -I$(CORE_DIR)
 FUZZ_LIBS =         -llmdb -lsodium -lz
+FUZZ_DEPS =         deps-fuzz
 
 # the longest input worth trying: a little past each format's limit
 
@@ -89,18 +90,18 @@ deps-valgrind:
 
 fuzz-build: $(FUZZ_BINS)
 
-$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(CORE_DEPS) | deps-fuzz
+$(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(CORE_DEPS) | $(FUZZ_DEPS)
 	mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(FUZZ_LIBS)
 
 $(FUZZ_DIR)/fuzz_import_csv: fuzz/fuzz_import.c tools/apikeyctl.c \
-                             $(CORE_DEPS) | deps-fuzz
+                             $(CORE_DEPS) | $(FUZZ_DEPS)
 	mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-unused-function -DAKF_JSONL=0 \
 	    -o $@ $< $(CORE_SRC) $(CTL_LIBS)
 
 $(FUZZ_DIR)/fuzz_import_jsonl: fuzz/fuzz_import.c tools/apikeyctl.c \
-                               $(CORE_DEPS) | deps-fuzz
+                               $(CORE_DEPS) | $(FUZZ_DEPS)
 	mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-unused-function -DAKF_JSONL=1 \
 	    -o $@ $< $(CORE_SRC) $(CTL_LIBS)
@@ -166,8 +167,9 @@ fuzz-merge: $(FUZZ_BINS)
 	$(foreach t,$(FUZZ_TARGETS),$(call fuzz_merge,$(t)))
 	@du -sh fuzz/corpus
 
-# for "make test": the fuzzers when clang can build them, for
-# t/fuzz_corpus.t to replay their corpus; without clang that test skips
+# for "make test": the fuzzers when clang can build them (then no
+# package is installed), for t/fuzz_corpus.t to replay their corpus;
+# without clang that test skips
 
 fuzz-smoke-build:
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1 \
@@ -175,7 +177,7 @@ fuzz-smoke-build:
 	             { return 0; }' \
 	       | $(FUZZ_CC) -fsanitize=fuzzer -x c -o /dev/null - 2>/dev/null; \
 	then \
-	    $(MAKE) --no-print-directory $(FUZZ_BINS); \
+	    $(MAKE) --no-print-directory FUZZ_DEPS= $(FUZZ_BINS); \
 	else \
 	    echo "fuzz: no $(FUZZ_CC) with -fsanitize=fuzzer;" \
 	         "t/fuzz_corpus.t will skip"; \
