@@ -53,6 +53,7 @@ static inline int akc_decode_str(const unsigned char **pp,
     const unsigned char *end, akc_str_t *str, size_t max, unsigned cls);
 static int akc_parse_digits(const char *s, size_t n, int *out);
 static int akc_utf8_valid(const unsigned char *p, size_t len);
+static int akc_hex_digit(unsigned c);
 
 
 static const char  akc_base62[] =
@@ -1431,6 +1432,217 @@ akc_auth_parse(const unsigned char *value, size_t len, const char *scheme,
     key->len = last - p;
 
     return AKC_OK;
+}
+
+
+static int
+akc_hex_digit(unsigned c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+
+    c |= 0x20;
+
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+
+    return -1;
+}
+
+
+int
+akc_query_next(const unsigned char *args, size_t len, size_t *pos,
+    const char *name, size_t name_len, akc_field_t *f)
+{
+    size_t                i, end;
+    const unsigned char  *eq, *amp;
+
+    /*
+     * The next argument "name" of a query string ("a=1&b=2") from *pos
+     * on: 1 and its place and raw value, or 0.  Names are compared
+     * without regard to case, as nginx's $arg_name does, so that two
+     * spellings of one name count as two copies.  "name" alone is an
+     * empty value.
+     */
+
+    for (i = *pos; i < len; i = end + 1) {
+        amp = memchr(args + i, '&', len - i);
+        end = (amp != NULL) ? (size_t) (amp - args) : len;
+
+        eq = memchr(args + i, '=', end - i);
+
+        if ((size_t) ((eq != NULL ? (size_t) (eq - args) : end) - i)
+            != name_len
+            || strncasecmp((const char *) args + i, name, name_len) != 0)
+        {
+            continue;
+        }
+
+        f->start = i;
+        f->end = end;
+
+        if (eq != NULL) {
+            f->value.data = (const char *) eq + 1;
+            f->value.len = end - (eq - args) - 1;
+
+        } else {
+            f->value.data = (const char *) args + end;
+            f->value.len = 0;
+        }
+
+        *pos = end + 1;
+
+        return 1;
+    }
+
+    *pos = len;
+
+    return 0;
+}
+
+
+int
+akc_cookie_next(const unsigned char *value, size_t len, size_t *pos,
+    const char *name, size_t name_len, akc_field_t *f)
+{
+    size_t                i, end, last;
+    const unsigned char  *eq, *semi;
+
+    /*
+     * The next cookie "name" of a Cookie header value ("a=1; b=2") from
+     * *pos on (RFC 6265: names compared exactly, a value may be quoted):
+     * 1 and its place and value, or 0.  A pair without "=" is no cookie.
+     */
+
+    for (i = *pos; i < len; i = end + 1) {
+        semi = memchr(value + i, ';', len - i);
+        end = (semi != NULL) ? (size_t) (semi - value) : len;
+
+        while (i < end && (value[i] == ' ' || value[i] == '\t')) {
+            i++;
+        }
+
+        eq = memchr(value + i, '=', end - i);
+
+        if (eq == NULL || (size_t) (eq - value) - i != name_len
+            || memcmp(value + i, name, name_len) != 0)
+        {
+            continue;
+        }
+
+        last = end;
+
+        while (last > (size_t) (eq - value) + 1
+               && (value[last - 1] == ' ' || value[last - 1] == '\t'))
+        {
+            last--;
+        }
+
+        f->start = i;
+        f->end = last;
+        f->value.data = (const char *) eq + 1;
+        f->value.len = last - (eq - value) - 1;
+
+        if (f->value.len >= 2 && f->value.data[0] == '"'
+            && f->value.data[f->value.len - 1] == '"')
+        {
+            f->value.data++;
+            f->value.len -= 2;
+        }
+
+        *pos = end + 1;
+
+        return 1;
+    }
+
+    *pos = len;
+
+    return 0;
+}
+
+
+int
+akc_pct_decode(const unsigned char *in, size_t len, unsigned char *out,
+    size_t *out_len)
+{
+    int     hi, lo;
+    size_t  i, n;
+
+    /* %XX is a byte; "+" stays "+"; a "%" without two hex digits fails */
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+
+        if (in[i] != '%') {
+            out[n++] = in[i];
+            continue;
+        }
+
+        if (len - i < 3) {
+            return AKC_ERROR;
+        }
+
+        hi = akc_hex_digit(in[i + 1]);
+        lo = akc_hex_digit(in[i + 2]);
+
+        if (hi < 0 || lo < 0) {
+            return AKC_ERROR;
+        }
+
+        out[n++] = (unsigned char) (hi << 4 | lo);
+        i += 2;
+    }
+
+    *out_len = n;
+
+    return AKC_OK;
+}
+
+
+size_t
+akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
+    char sep, unsigned char *out)
+{
+    size_t  start, end, n;
+
+    /*
+     * in without the field and one separator next to it, every other
+     * byte kept in order: the following one ("a&k=1&b" is "a&b"), else
+     * the one before ("a&k=1" is "a"); for cookies, the spaces after
+     * the separator go with it
+     */
+
+    start = f->start;
+    end = f->end;
+
+    if (end < len && in[end] == (unsigned char) sep) {
+        end++;
+
+        while (sep == ';' && end < len && (in[end] == ' ' || in[end] == '\t'))
+        {
+            end++;
+        }
+
+    } else {
+        while (sep == ';' && start > 0
+               && (in[start - 1] == ' ' || in[start - 1] == '\t'))
+        {
+            start--;
+        }
+
+        if (start > 0 && in[start - 1] == (unsigned char) sep) {
+            start--;
+        }
+    }
+
+    n = start;
+    memmove(out, in, start);
+    memmove(out + n, in + end, len - end);
+
+    return n + len - end;
 }
 
 

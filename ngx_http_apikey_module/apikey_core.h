@@ -109,6 +109,15 @@ typedef struct {
 } akc_str_t;
 
 
+/* one argument of a query string or one cookie: where it is, its value */
+
+typedef struct {
+    size_t                  start;      /* the name */
+    size_t                  end;        /* past the value */
+    akc_str_t               value;      /* raw: not decoded */
+} akc_field_t;
+
+
 /* after changing bytes, call akc_secret_prepare(); parsing does */
 
 typedef struct {
@@ -193,6 +202,14 @@ const char *akc_meta_strerror(int rc);
 int akc_env_check(MDB_txn *txn, int write);
 int akc_auth_parse(const unsigned char *value, size_t len,
     const char *scheme, size_t scheme_len, akc_str_t *key);
+int akc_query_next(const unsigned char *args, size_t len, size_t *pos,
+    const char *name, size_t name_len, akc_field_t *f);
+int akc_cookie_next(const unsigned char *value, size_t len, size_t *pos,
+    const char *name, size_t name_len, akc_field_t *f);
+int akc_pct_decode(const unsigned char *in, size_t len, unsigned char *out,
+    size_t *out_len);
+size_t akc_field_remove(const unsigned char *in, size_t len,
+    const akc_field_t *f, char sep, unsigned char *out);
 
 akc_status_e akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs,
     const akc_secret_t *secret, const unsigned char *key, size_t len,
