@@ -60,10 +60,11 @@ UBSAN_OPTS =        halt_on_error=1:print_stacktrace=1:exitcode=99
 
 # the tests that mostly run apikeyctl, and the unit tests
 
-ASAN_TESTS ?=       $(sort $(wildcard t/apikeyctl*.t)) t/apikey_import.t \
-                    t/apikey_revoke.t t/apikey_secrets.t \
-                    t/apikey_lifecycle.t t/apikey_db_missing.t \
-                    t/core_unit.t
+ASAN_TESTS ?=       $(sort $(wildcard t/apikeyctl*.t)) \
+                    $(wildcard t/apikey_import.t t/apikey_hash.t \
+                        t/apikey_files.t t/apikey_revoke.t \
+                        t/apikey_secrets.t t/apikey_lifecycle.t \
+                        t/apikey_db_missing.t t/core_unit.t)
 
 # every integration test that starts nginx: not the build and demo ones,
 # nor the unit tests (already under ASan)
