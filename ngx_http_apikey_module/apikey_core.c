@@ -1618,6 +1618,12 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
     start = f->start;
     end = f->end;
 
+    /* a cookie's value ends before the spaces that precede its ";" */
+
+    while (sep == ';' && end < len && (in[end] == ' ' || in[end] == '\t')) {
+        end++;
+    }
+
     if (end < len && in[end] == (unsigned char) sep) {
         end++;
 
