@@ -56,6 +56,10 @@ static void t_db_init(MDB_env *env, const akc_secret_t *secret,
     akc_dbs_t *dbs);
 static void t_db_put_key(MDB_env *env, const akc_dbs_t *dbs,
     const akc_secret_t *secret, const char *key, const akc_record_t *rec);
+static void t_fields(int cookie, const char *in, const char *name,
+    char *out);
+static void t_remove(int cookie, const char *in, const char *name,
+    const char *expect);
 
 
 static uint64_t  t_rand_state = 0x9e3779b97f4a7c15ULL;
@@ -2308,6 +2312,348 @@ db_check_key(void **state)
 }
 
 
+/*
+ * every field "name" of in, from the start, as "start,end=value;" in out:
+ * the cookie parser when cookie is set, the query one otherwise
+ */
+
+static void
+t_fields(int cookie, const char *in, const char *name, char *out)
+{
+    int          rc;
+    size_t       pos, n, last;
+    akc_field_t  f;
+
+    pos = 0;
+    n = 0;
+    out[0] = '\0';
+
+    for ( ;; ) {
+        last = pos;
+
+        if (cookie) {
+            rc = akc_cookie_next((const unsigned char *) in, strlen(in), &pos,
+                                 name, strlen(name), &f);
+        } else {
+            rc = akc_query_next((const unsigned char *) in, strlen(in), &pos,
+                                name, strlen(name), &f);
+        }
+
+        if (rc == 0) {
+            assert_int_equal(pos, strlen(in));
+            break;
+        }
+
+        assert_int_equal(rc, 1);
+
+        /* the field and its value lie inside the input, after *pos */
+
+        assert_true(f.start >= last);
+        assert_true(f.start <= f.end && f.end <= strlen(in));
+        assert_true(f.value.data >= in + f.start);
+        assert_true(f.value.data + f.value.len <= in + f.end);
+        assert_true(pos > f.start);
+
+        n += snprintf(out + n, 256 - n, "%zu,%zu=%.*s;", f.start, f.end,
+                      (int) f.value.len, f.value.data);
+        assert_true(n < 256);
+    }
+}
+
+
+static void
+query_next(void **state)
+{
+    char         out[256];
+    size_t       i, pos;
+    akc_field_t  f;
+
+    static const char  *cases[][3] = {
+        { "", "k", "" },
+        { "k=1", "k", "0,3=1;" },
+        { "k", "k", "0,1=;" },
+        { "k=", "k", "0,2=;" },
+        { "k&a=1", "k", "0,1=;" },
+        { "a=1&k", "k", "4,5=;" },
+        { "a=1&k=", "k", "4,6=;" },
+        { "k=1&", "k", "0,3=1;" },
+        { "&k=1", "k", "1,4=1;" },
+        { "a=1&&k=2&&", "k", "5,8=2;" },
+        { "&&&", "k", "" },
+        { "&", "k", "" },
+        { "=", "k", "" },
+        { "=k", "k", "" },
+
+        /* names that are prefixes of each other */
+        { "key=1&k=2", "k", "6,9=2;" },
+        { "k=1&key=2", "key", "4,9=2;" },
+        { "kk=1&k1=2&ke=3&_k=4", "k", "" },
+        { "key", "k", "" },
+        { "k", "key", "" },
+
+        /* the value is raw, up to the next "&" */
+        { "k=a=b", "k", "0,5=a=b;" },
+        { "k=%2B+x", "k", "0,7=%2B+x;" },
+        { "a=k&b=k=1", "k", "" },
+        { "k=;k", "k", "0,4=;k;" },
+
+        /* names without regard to case, each copy reported */
+        { "K=1", "k", "0,3=1;" },
+        { "api_key=A&API_KEY=B", "api_key", "0,9=A;10,19=B;" },
+        { "Api_Key=A", "API_KEY", "0,9=A;" },
+        { "k=1&k=2&k", "k", "0,3=1;4,7=2;8,9=;" },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        t_fields(0, cases[i][0], cases[i][1], out);
+        assert_string_equal(out, cases[i][2]);
+    }
+
+    /* from the middle, and past the end */
+
+    pos = 4;
+    assert_int_equal(akc_query_next((const unsigned char *) "k=1&k=2", 7,
+                                    &pos, "k", 1, &f), 1);
+    assert_int_equal(f.start, 4);
+
+    pos = 7;
+    assert_int_equal(akc_query_next((const unsigned char *) "k=1&k=2", 7,
+                                    &pos, "k", 1, &f), 0);
+    assert_int_equal(pos, 7);
+
+    /* the length bounds the search: no read past it */
+
+    pos = 0;
+    assert_int_equal(akc_query_next((const unsigned char *) "a=1&k=2", 3,
+                                    &pos, "k", 1, &f), 0);
+}
+
+
+static void
+cookie_next(void **state)
+{
+    char    out[256];
+    size_t  i;
+
+    static const char  *cases[][3] = {
+        { "", "k", "" },
+        { "k=1", "k", "0,3=1;" },
+        { "k=", "k", "0,2=;" },
+        { "a=1; k=2", "k", "5,8=2;" },
+        { "a=1;k=2", "k", "4,7=2;" },
+        { "a=1;\tk=2", "k", "5,8=2;" },
+        { "a=1;;k=2", "k", "5,8=2;" },
+        { "  k=1", "k", "2,5=1;" },
+        { "k=1;", "k", "0,3=1;" },
+        { "k=1 ; a=2", "k", "0,3=1;" },
+        { "k=1\t", "k", "0,3=1;" },
+
+        /* names compared exactly */
+        { "key=1; k=2", "k", "7,10=2;" },
+        { "k=1; key=2", "key", "5,10=2;" },
+        { "K=1; k=2", "k", "5,8=2;" },
+        { "K=1", "k", "" },
+
+        /* a pair without "=", or with spaces around it, is not "k" */
+        { "k", "k", "" },
+        { "k; a=1", "k", "" },
+        { "k = v", "k", "" },
+        { "k =v", "k", "" },
+        { "a=k", "k", "" },
+
+        /* quoted values */
+        { "k=\"abc\"", "k", "0,7=abc;" },
+        { "k=\"\"", "k", "0,4=;" },
+        { "k=\"", "k", "0,3=\";" },
+        { "k=\"a", "k", "0,4=\"a;" },
+        { "k=a\"", "k", "0,4=a\";" },
+        { "a=1; k=\"x y\"; b=2", "k", "5,12=x y;" },
+
+        /* the value runs to the next ";", "=" included */
+        { "k=a=b", "k", "0,5=a=b;" },
+
+        /* each copy reported */
+        { "k=1; k=2;k=3", "k", "0,3=1;5,8=2;9,12=3;" },
+    };
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        t_fields(1, cases[i][0], cases[i][1], out);
+        assert_string_equal(out, cases[i][2]);
+    }
+}
+
+
+static void
+pct_decode(void **state)
+{
+    size_t          i, n;
+    unsigned char   out[64], buf[64];
+
+    static const struct {
+        const char  *in;
+        const char  *out;
+        size_t       len;
+    } ok[] = {
+        { "", "", 0 },
+        { "abc", "abc", 3 },
+        { "%2B", "+", 1 },
+        { "%2b", "+", 1 },
+        { "+", "+", 1 },
+        { "a+b%20c", "a+b c", 5 },
+        { "%41%42c", "ABc", 3 },
+        { "%00", "\0", 1 },
+        { "%0d%0A", "\r\n", 2 },
+        { "%ff%FE", "\xff\xfe", 2 },
+        { "%25", "%", 1 },
+        { "%2541", "%41", 3 },
+        { "\xc3\xa9", "\xc3\xa9", 2 },
+    };
+
+    static const char  *bad[] = {
+        "%", "%4", "%zz", "a%", "ab%2", "%4g", "%g4", "%%41", "% 41",
+        "%-1", "%+1", "%2B%", "x%0",
+    };
+
+    for (i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+        n = 999;
+        assert_int_equal(akc_pct_decode((const unsigned char *) ok[i].in,
+                                        strlen(ok[i].in), out, &n),
+                         AKC_OK);
+        assert_int_equal(n, ok[i].len);
+        assert_memory_equal(out, ok[i].out, n);
+
+        /* in place */
+
+        memcpy(buf, ok[i].in, strlen(ok[i].in));
+        assert_int_equal(akc_pct_decode(buf, strlen(ok[i].in), buf, &n),
+                         AKC_OK);
+        assert_int_equal(n, ok[i].len);
+        assert_memory_equal(buf, ok[i].out, n);
+    }
+
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        n = 999;
+        assert_int_equal(akc_pct_decode((const unsigned char *) bad[i],
+                                        strlen(bad[i]), out, &n),
+                         AKC_ERROR);
+    }
+
+    /* a NUL in the escape itself: "%\0" "0" is three bytes */
+
+    assert_int_equal(akc_pct_decode((const unsigned char *) "%\0" "0", 3,
+                                    out, &n),
+                     AKC_ERROR);
+
+    /* the length bounds it: "%2" of "%2B" is an invalid escape */
+
+    assert_int_equal(akc_pct_decode((const unsigned char *) "%2B", 2, out,
+                                    &n),
+                     AKC_ERROR);
+}
+
+
+/* every field "name" removed from in, one by one from the last */
+
+static void
+t_remove(int cookie, const char *in, const char *name, const char *expect)
+{
+    int            rc;
+    char           sep;
+    size_t         pos, len, n, i;
+    akc_field_t    f[16];
+    unsigned char  buf[256], out[256];
+
+    sep = cookie ? ';' : '&';
+    len = strlen(in);
+    memcpy(buf, in, len);
+
+    pos = 0;
+    n = 0;
+
+    for ( ;; ) {
+        if (cookie) {
+            rc = akc_cookie_next(buf, len, &pos, name, strlen(name), &f[n]);
+        } else {
+            rc = akc_query_next(buf, len, &pos, name, strlen(name), &f[n]);
+        }
+
+        if (rc == 0) {
+            break;
+        }
+
+        n++;
+        assert_true(n < 16);
+    }
+
+    assert_true(n > 0);
+
+    /* from the last, so that the places of the others still hold */
+
+    for (i = n; i > 0; i--) {
+        len = akc_field_remove(buf, len, &f[i - 1], sep, out);
+        memcpy(buf, out, len);
+    }
+
+    assert_int_equal(len, strlen(expect));
+    assert_memory_equal(buf, expect, len);
+}
+
+
+static void
+field_remove(void **state)
+{
+    size_t         len, pos;
+    akc_field_t    f;
+    unsigned char  buf[32];
+
+    /* query arguments: the only one, first, middle, last */
+
+    t_remove(0, "k=1", "k", "");
+    t_remove(0, "k", "k", "");
+    t_remove(0, "k=1&a=2", "k", "a=2");
+    t_remove(0, "a=1&k=2&b=3", "k", "a=1&b=3");
+    t_remove(0, "a=1&k=2", "k", "a=1");
+    t_remove(0, "a=1&k", "k", "a=1");
+    t_remove(0, "a=1&k=", "k", "a=1");
+    t_remove(0, "k=1&", "k", "");
+    t_remove(0, "&k=1", "k", "");
+    t_remove(0, "a=1&&k=2&b", "k", "a=1&&b");
+    t_remove(0, "key=1&k=2&kk=3", "k", "key=1&kk=3");
+    t_remove(0, "k=1&a=%2B+x&k=2&b=&k&c", "k", "a=%2B+x&b=&c");
+    t_remove(0, "api_key=A&x=1&API_KEY=B", "api_key", "x=1");
+    t_remove(0, "k=1&k=2", "k", "");
+
+    /* cookies: the spaces after ";" go with the separator */
+
+    t_remove(1, "k=1", "k", "");
+    t_remove(1, "k=1; a=2", "k", "a=2");
+    t_remove(1, "k=1;a=2", "k", "a=2");
+    t_remove(1, "a=1; k=2; b=3", "k", "a=1; b=3");
+    t_remove(1, "a=1;k=2;b=3", "k", "a=1;b=3");
+    t_remove(1, "a=1; k=2", "k", "a=1");
+    t_remove(1, "a=1;k=2", "k", "a=1");
+    t_remove(1, "a=1;  \tk=2", "k", "a=1");
+    t_remove(1, "k=\"x\"; a=\"y\"", "k", "a=\"y\"");
+    t_remove(1, "k=1; key=2; K=3; k", "k", "key=2; K=3; k");
+    t_remove(1, "k=1; a=2; k=3", "k", "a=2");
+
+    /* spaces before the ";" go with the field too */
+
+    t_remove(1, "k=1 ; a=2", "k", "a=2");
+    t_remove(1, "a=1; k=2 ; b=3", "k", "a=1; b=3");
+    t_remove(1, "a=1; k=2  ", "k", "a=1");
+
+    /* in place, as the output may be the input */
+
+    memcpy(buf, "a=1&k=2&b=3", 11);
+    pos = 0;
+    assert_int_equal(akc_query_next(buf, 11, &pos, "k", 1, &f), 1);
+    len = akc_field_remove(buf, 11, &f, '&', buf);
+    assert_int_equal(len, 7);
+    assert_memory_equal(buf, "a=1&b=3", 7);
+}
+
+
 int
 main(void)
 {
@@ -2351,6 +2697,11 @@ main(void)
         cmocka_unit_test(plan_valid),
         cmocka_unit_test(text_valid),
         cmocka_unit_test(scopes_contain),
+
+        cmocka_unit_test(query_next),
+        cmocka_unit_test(cookie_next),
+        cmocka_unit_test(pct_decode),
+        cmocka_unit_test(field_remove),
 
         cmocka_unit_test_setup_teardown(db_meta_init, t_db_setup,
                                         t_db_teardown),
