@@ -21,6 +21,8 @@
 
 #define NGX_HTTP_APIKEY_SOURCE_HEADER   0
 #define NGX_HTTP_APIKEY_SOURCE_AUTH     1
+#define NGX_HTTP_APIKEY_SOURCE_QUERY    2
+#define NGX_HTTP_APIKEY_SOURCE_COOKIE   3
 
 #define NGX_HTTP_APIKEY_DEFAULT_DB      "/var/lib/apikey"
 #define NGX_HTTP_APIKEY_DEFAULT_SECRET  "/etc/nginx/apikey.secret"
@@ -156,7 +158,13 @@ static ngx_http_apikey_ctx_t *ngx_http_apikey_lookup(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_find_key(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx,
     ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_source_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_header_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_query_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_cookie_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_authorization_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
@@ -232,6 +240,8 @@ static char *ngx_http_apikey_secret(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static ngx_uint_t ngx_http_apikey_source_same(ngx_http_apikey_source_t *a,
+    ngx_http_apikey_source_t *b);
 static char *ngx_http_apikey_scope(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -480,39 +490,82 @@ ngx_http_apikey_find_key(ngx_http_request_t *r,
     ngx_str_t *key)
 {
     ngx_int_t                  rc;
-    ngx_uint_t                 i;
+    ngx_str_t                  value;
+    ngx_uint_t                 i, found;
     ngx_http_apikey_source_t  *src;
 
-    /* the first source that carries a key wins */
+    /*
+     * The first source present wins; but every source is looked at: a
+     * source present twice, or another source with a different value,
+     * makes the request malformed, so that nginx and an upstream that
+     * reads another copy never disagree about who called.
+     */
 
     src = alcf->sources->elts;
+    found = 0;
 
     for (i = 0; i < alcf->sources->nelts; i++) {
 
-        if (src[i].type == NGX_HTTP_APIKEY_SOURCE_HEADER) {
-            rc = ngx_http_apikey_header_key(r, &src[i], key);
-
-        } else {
-            rc = ngx_http_apikey_authorization_key(r, &src[i], key);
-        }
+        rc = ngx_http_apikey_source_key(r, &src[i], &value);
 
         if (rc == NGX_DECLINED) {
             continue;
         }
 
-        ctx->source = &src[i];
+        if (!found) {
+            ctx->source = &src[i];
+        }
 
         if (rc != NGX_OK) {
             ctx->status = AKC_STATUS_MALFORMED;
             return NGX_DECLINED;
         }
 
-        return NGX_OK;
+        if (!found++) {
+            *key = value;
+            continue;
+        }
+
+        if (value.len != key->len
+            || ngx_memcmp(value.data, key->data, key->len) != 0)
+        {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "apikey: \"%V\" and \"%V\" carry different keys",
+                          &ctx->source->text, &src[i].text);
+            ctx->status = AKC_STATUS_MALFORMED;
+            return NGX_DECLINED;
+        }
     }
 
-    ctx->status = AKC_STATUS_MISSING;
+    if (!found) {
+        ctx->status = AKC_STATUS_MISSING;
+        return NGX_DECLINED;
+    }
 
-    return NGX_DECLINED;
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_source_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key)
+{
+    /* NGX_OK and the key, NGX_DECLINED: absent, NGX_ERROR: malformed */
+
+    switch (src->type) {
+
+    case NGX_HTTP_APIKEY_SOURCE_HEADER:
+        return ngx_http_apikey_header_key(r, src, key);
+
+    case NGX_HTTP_APIKEY_SOURCE_AUTH:
+        return ngx_http_apikey_authorization_key(r, src, key);
+
+    case NGX_HTTP_APIKEY_SOURCE_QUERY:
+        return ngx_http_apikey_query_key(r, src, key);
+
+    default: /* NGX_HTTP_APIKEY_SOURCE_COOKIE */
+        return ngx_http_apikey_cookie_key(r, src, key);
+    }
 }
 
 
@@ -618,6 +671,116 @@ ngx_http_apikey_authorization_key(ngx_http_request_t *r,
     key->len = k.len;
 
     return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_query_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key)
+{
+    size_t        pos, n;
+    u_char       *p;
+    ngx_uint_t    found;
+    akc_field_t   f, first;
+
+    found = 0;
+    pos = 0;
+
+    while (akc_query_next(r->args.data, r->args.len, &pos,
+                          (const char *) src->name.data, src->name.len, &f))
+    {
+        if (found++) {
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "apikey: duplicate \"%V\" argument", &src->name);
+            return NGX_ERROR;
+        }
+
+        first = f;
+    }
+
+    if (!found) {
+        return NGX_DECLINED;
+    }
+
+    key->data = (u_char *) first.value.data;
+    key->len = first.value.len;
+
+    if (ngx_strlchr(key->data, key->data + key->len, '%') == NULL) {
+        return NGX_OK;
+    }
+
+    /* percent-decoded: "%2B" is "+"; an invalid escape is malformed */
+
+    p = ngx_pnalloc(r->pool, key->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (akc_pct_decode(key->data, key->len, p, &n) != AKC_OK) {
+        return NGX_ERROR;
+    }
+
+    key->data = p;
+    key->len = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_cookie_key(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_str_t *key)
+{
+    size_t            pos;
+    ngx_uint_t        i, found;
+    akc_field_t       f;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /* every Cookie header: a cookie in two of them is a duplicate too */
+
+    found = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len != sizeof("cookie") - 1
+            || ngx_strncmp(h[i].lowcase_key, "cookie", sizeof("cookie") - 1)
+               != 0)
+        {
+            continue;
+        }
+
+        pos = 0;
+
+        while (akc_cookie_next(h[i].value.data, h[i].value.len, &pos,
+                               (const char *) src->name.data, src->name.len,
+                               &f))
+        {
+            if (found++) {
+                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                              "apikey: duplicate \"%V\" cookie",
+                              &src->name);
+                return NGX_ERROR;
+            }
+
+            key->data = (u_char *) f.value.data;
+            key->len = f.value.len;
+        }
+    }
+
+    return found ? NGX_OK : NGX_DECLINED;
 }
 
 
@@ -2296,7 +2459,7 @@ ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     u_char                    *eq;
     ngx_str_t                 *value, kind;
     ngx_uint_t                 i, j;
-    ngx_http_apikey_source_t  *src;
+    ngx_http_apikey_source_t  *src, *prev;
 
     if (alcf->sources != NGX_CONF_UNSET_PTR) {
         return "is duplicate";
@@ -2366,8 +2529,46 @@ ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         {
             src->type = NGX_HTTP_APIKEY_SOURCE_AUTH;
 
+        } else if (kind.len == 5 && ngx_strncmp(kind.data, "query", 5) == 0) {
+
+            /* a name that fits "?name=key&..." as it is */
+
+            for (j = 0; j < src->name.len; j++) {
+                if (ngx_strchr("&=%#?+;", src->name.data[j]) != NULL) {
+                    goto invalid;
+                }
+            }
+
+            src->type = NGX_HTTP_APIKEY_SOURCE_QUERY;
+
+        } else if (kind.len == 6 && ngx_strncmp(kind.data, "cookie", 6) == 0) {
+
+            /* an RFC 6265 cookie name: a token */
+
+            for (j = 0; j < src->name.len; j++) {
+                if (ngx_strchr("()<>@,;\\\"/[]?={}", src->name.data[j])
+                    != NULL)
+                {
+                    goto invalid;
+                }
+            }
+
+            src->type = NGX_HTTP_APIKEY_SOURCE_COOKIE;
+
         } else {
             goto invalid;
+        }
+
+        /* the same source twice: one of them could never win */
+
+        prev = alcf->sources->elts;
+
+        for (j = 0; j + 1 < alcf->sources->nelts; j++) {
+            if (ngx_http_apikey_source_same(&prev[j], src)) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "source \"%V\" is duplicate", &value[i]);
+                return NGX_CONF_ERROR;
+            }
         }
     }
 
@@ -2376,10 +2577,29 @@ ngx_http_apikey_source(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 invalid:
 
     ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "invalid value \"%V\", it must be \"header=NAME\" "
-                       "or \"authorization=SCHEME\"", &value[i]);
+                       "invalid value \"%V\", it must be \"header=NAME\", "
+                       "\"authorization=SCHEME\", \"query=ARG\" or "
+                       "\"cookie=NAME\"", &value[i]);
 
     return NGX_CONF_ERROR;
+}
+
+
+static ngx_uint_t
+ngx_http_apikey_source_same(ngx_http_apikey_source_t *a,
+    ngx_http_apikey_source_t *b)
+{
+    if (a->type != b->type || a->name.len != b->name.len) {
+        return 0;
+    }
+
+    /* cookie names are case-sensitive, the others are not */
+
+    if (a->type == NGX_HTTP_APIKEY_SOURCE_COOKIE) {
+        return ngx_strncmp(a->name.data, b->name.data, a->name.len) == 0;
+    }
+
+    return ngx_strncasecmp(a->name.data, b->name.data, a->name.len) == 0;
 }
 
 
