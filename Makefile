@@ -65,7 +65,7 @@ $(B)/nginx/objs/Makefile: config | deps
 
 $(MODULE): $(B)/nginx/objs/Makefile $(MODULE_SRCS)
 	$(MAKE) -C $(B)/nginx -f objs/Makefile modules
-	cp $(B)/nginx/objs/ngx_http_apikey_module.so $@
+	cp --remove-destination $(B)/nginx/objs/ngx_http_apikey_module.so $@
 
 else
 
@@ -74,7 +74,7 @@ $(MODULE): $(MODULE_SRCS) | deps
 	    --add-dynamic-module=$(CURDIR)
 	$(MAKE) -C $(NGINX_SRC) -f objs/Makefile modules
 	mkdir -p $(B)
-	cp $(NGINX_SRC)/objs/ngx_http_apikey_module.so $@
+	cp --remove-destination $(NGINX_SRC)/objs/ngx_http_apikey_module.so $@
 
 endif
 

@@ -101,7 +101,7 @@ $(MATRIX_DIR)/$(1)/apikey/ngx_http_apikey_module.so: \
 	    $(MAKE) -s -C $(MATRIX_DIR)/$(1) -f objs/Makefile -j$(MATRIX_JOBS) \
 	    build
 	mkdir -p $(MATRIX_DIR)/$(1)/apikey
-	cp $(MATRIX_DIR)/$(1)/objs/ngx_http_apikey_module.so $$@
+	cp --remove-destination $(MATRIX_DIR)/$(1)/objs/ngx_http_apikey_module.so $$@
 
 matrix-$(1): $(MATRIX_DIR)/$(1)/apikey/ngx_http_apikey_module.so
 
