@@ -135,6 +135,8 @@ typedef struct {
     ngx_array_t                *sources;    /* ngx_http_apikey_source_t */
     ngx_array_t                *scopes;     /* ngx_str_t */
     ngx_str_t                   realm;
+    ngx_flag_t                  hide;
+    ngx_flag_t                  skip_preflight;
 } ngx_http_apikey_loc_conf_t;
 
 
@@ -150,10 +152,28 @@ typedef struct {
     ngx_str_t                   expires;
     ngx_str_t                   hint;
     ngx_str_t                   unknown;    /* the unknown key, for a hint */
+    unsigned                    preflight:1;
+    unsigned                    hidden:1;
 } ngx_http_apikey_ctx_t;
 
 
 static ngx_int_t ngx_http_apikey_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_apikey_preflight(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_skip(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf);
+static ngx_int_t ngx_http_apikey_hide_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_hide(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src);
+static ngx_int_t ngx_http_apikey_remove_header(ngx_http_request_t *r,
+    ngx_list_part_t *part, ngx_uint_t i);
+static ngx_int_t ngx_http_apikey_hide_cookie(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_table_elt_t *h);
+static void ngx_http_apikey_unlink_cookie(ngx_http_request_t *r,
+    ngx_table_elt_t *h);
+static ngx_int_t ngx_http_apikey_hide_query(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src);
+static ngx_int_t ngx_http_apikey_strip_args(ngx_http_request_t *r,
+    ngx_str_t *args, ngx_str_t *name);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_lookup(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_find_key(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx,
@@ -282,10 +302,25 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
       NULL },
 
     { ngx_string("apikey_scope"),
-      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_HTTP_LMT_CONF
+                        |NGX_CONF_1MORE,
       ngx_http_apikey_scope,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
+      NULL },
+
+    { ngx_string("apikey_hide_credentials"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, hide),
+      NULL },
+
+    { ngx_string("apikey_skip_preflight"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_apikey_loc_conf_t, skip_preflight),
       NULL },
 
     { ngx_string("apikey_realm"),
@@ -394,6 +429,10 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
+    if (alcf->skip_preflight && ngx_http_apikey_preflight(r)) {
+        return ngx_http_apikey_skip(r, alcf);
+    }
+
     ctx = ngx_http_apikey_lookup(r);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -429,6 +468,497 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     default:
         return ngx_http_apikey_unauthorized(r, alcf, ctx);
     }
+}
+
+
+static ngx_uint_t
+ngx_http_apikey_preflight(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, found;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    /* CORS: OPTIONS with Origin and Access-Control-Request-Method */
+
+    if (r->method != NGX_HTTP_OPTIONS) {
+        return 0;
+    }
+
+    found = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("origin") - 1
+            && ngx_strncmp(h[i].lowcase_key, "origin", sizeof("origin") - 1)
+               == 0)
+        {
+            found |= 1;
+
+        } else if (h[i].key.len == sizeof("access-control-request-method") - 1
+                   && ngx_strncmp(h[i].lowcase_key,
+                                  "access-control-request-method",
+                                  sizeof("access-control-request-method") - 1)
+                      == 0)
+        {
+            found |= 2;
+        }
+    }
+
+    return found == 3;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_skip(ngx_http_request_t *r, ngx_http_apikey_loc_conf_t *alcf)
+{
+    ngx_http_apikey_ctx_t  *ctx;
+
+    /*
+     * a preflight passes without a key and without a lookup: an outcome
+     * with no status, which the variables then reuse
+     */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_apikey_ctx_t));
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+
+    } else {
+        ngx_memzero(ctx, sizeof(ngx_http_apikey_ctx_t));
+    }
+
+    ctx->db = alcf->db;
+    ctx->sources = alcf->sources;
+    ctx->preflight = 1;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_hide_handler(ngx_http_request_t *r)
+{
+    ngx_uint_t                   i;
+    ngx_http_apikey_ctx_t       *ctx;
+    ngx_http_apikey_source_t    *src;
+    ngx_http_apikey_loc_conf_t  *alcf;
+
+    /*
+     * Before the content (the precontent phase, after every access
+     * handler whatever "satisfy" decided): the key leaves every source
+     * it was sent in, once the variables have their outcome.
+     */
+
+    alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+
+    if (!alcf->hide || alcf->mode == NGX_HTTP_APIKEY_OFF) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    if (ctx == NULL || !ctx->preflight) {
+        ctx = ngx_http_apikey_lookup(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ctx->hidden) {
+        return NGX_DECLINED;
+    }
+
+    src = alcf->sources->elts;
+
+    for (i = 0; i < alcf->sources->nelts; i++) {
+        if (ngx_http_apikey_hide(r, &src[i]) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ctx->hidden = 1;
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_hide(ngx_http_request_t *r, ngx_http_apikey_source_t *src)
+{
+    akc_str_t         k;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (src->type == NGX_HTTP_APIKEY_SOURCE_QUERY) {
+        return ngx_http_apikey_hide_query(r, src);
+    }
+
+    /* headers: every copy, Authorization only with the scheme, cookies */
+
+again:
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        switch (src->type) {
+
+        case NGX_HTTP_APIKEY_SOURCE_HEADER:
+            if (h[i].key.len != src->name.len
+                || ngx_strncmp(h[i].lowcase_key, src->name.data,
+                               src->name.len) != 0)
+            {
+                continue;
+            }
+
+            break;
+
+        case NGX_HTTP_APIKEY_SOURCE_AUTH:
+            if (h[i].key.len != sizeof("authorization") - 1
+                || ngx_strncmp(h[i].lowcase_key, "authorization",
+                               sizeof("authorization") - 1) != 0
+                || akc_auth_parse(h[i].value.data, h[i].value.len,
+                                  (const char *) src->name.data,
+                                  src->name.len, &k)
+                   != AKC_OK)
+            {
+                continue;
+            }
+
+            if (r->headers_in.authorization == &h[i]) {
+                r->headers_in.authorization = NULL;
+            }
+
+            break;
+
+        default: /* NGX_HTTP_APIKEY_SOURCE_COOKIE */
+            if (h[i].key.len != sizeof("cookie") - 1
+                || ngx_strncmp(h[i].lowcase_key, "cookie",
+                               sizeof("cookie") - 1) != 0)
+            {
+                continue;
+            }
+
+            switch (ngx_http_apikey_hide_cookie(r, src, &h[i])) {
+            case NGX_OK:
+                continue;
+            case NGX_DECLINED:
+                /* no cookie left in it: the header goes */
+                break;
+            default:
+                return NGX_ERROR;
+            }
+
+            ngx_http_apikey_unlink_cookie(r, &h[i]);
+        }
+
+        if (ngx_http_apikey_remove_header(r, part, i) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        goto again;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_remove_header(ngx_http_request_t *r, ngx_list_part_t *part,
+    ngx_uint_t i)
+{
+    ngx_list_t       *l;
+    ngx_list_part_t  *prev, *tail;
+
+    /*
+     * Element i leaves the list and no element moves: r->headers_in
+     * points to elements (and since nginx 1.23 elements point to each
+     * other through next).  No part is left empty, since iterators step
+     * into a next part without looking at its count; and l->nalloc stays
+     * the number of slots the last part may grow into, which
+     * ngx_list_push() trusts.
+     */
+
+    l = &r->headers_in.headers;
+
+    if (part->nelts == 1) {
+
+        if (part == &l->part) {
+            if (part->next == NULL) {
+                part->nelts = 0;
+                return NGX_OK;
+            }
+
+            tail = part->next;
+            *part = *tail;
+
+            if (l->last == tail) {
+                l->last = part;
+            }
+
+            return NGX_OK;
+        }
+
+        for (prev = &l->part; prev->next != part; prev = prev->next) {
+            /* void */
+        }
+
+        prev->next = part->next;
+
+        if (l->last == part) {
+            l->last = prev;
+            l->nalloc = prev->nelts;
+        }
+
+        return NGX_OK;
+    }
+
+    if (i == part->nelts - 1) {
+        part->nelts--;
+        return NGX_OK;
+    }
+
+    if (i == 0) {
+        part->elts = (char *) part->elts + l->size;
+        part->nelts--;
+
+        if (l->last == part) {
+            l->nalloc--;
+        }
+
+        return NGX_OK;
+    }
+
+    tail = ngx_palloc(r->pool, sizeof(ngx_list_part_t));
+    if (tail == NULL) {
+        return NGX_ERROR;
+    }
+
+    tail->elts = (char *) part->elts + (i + 1) * l->size;
+    tail->nelts = part->nelts - i - 1;
+    tail->next = part->next;
+
+    part->nelts = i;
+    part->next = tail;
+
+    if (l->last == part) {
+        l->last = tail;
+        l->nalloc -= i + 1;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_hide_cookie(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src, ngx_table_elt_t *h)
+{
+    size_t        pos, len, i;
+    u_char       *p;
+    akc_field_t   f;
+
+    /* NGX_OK: kept (maybe rewritten); NGX_DECLINED: no cookie is left */
+
+    pos = 0;
+
+    if (!akc_cookie_next(h->value.data, h->value.len, &pos,
+                         (const char *) src->name.data, src->name.len, &f))
+    {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, h->value.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = akc_field_remove(h->value.data, h->value.len, &f, ';', p);
+
+    pos = f.start;
+
+    while (akc_cookie_next(p, len, &pos, (const char *) src->name.data,
+                           src->name.len, &f))
+    {
+        len = akc_field_remove(p, len, &f, ';', p);
+        pos = f.start;
+    }
+
+    for (i = 0; i < len; i++) {
+        if (p[i] != ' ' && p[i] != '\t' && p[i] != ';') {
+            h->value.data = p;
+            h->value.len = len;
+            return NGX_OK;
+        }
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static void
+ngx_http_apikey_unlink_cookie(ngx_http_request_t *r, ngx_table_elt_t *h)
+{
+#if (nginx_version >= 1023000)
+
+    ngx_table_elt_t  **hp;
+
+    /* the chain $cookie_ and $http_cookie read */
+
+    for (hp = &r->headers_in.cookie; *hp; hp = &(*hp)->next) {
+        if (*hp == h) {
+            *hp = h->next;
+            return;
+        }
+    }
+
+#else
+
+    ngx_uint_t         i;
+    ngx_table_elt_t  **cookies;
+
+    cookies = r->headers_in.cookies.elts;
+
+    for (i = 0; i < r->headers_in.cookies.nelts; i++) {
+        if (cookies[i] == h) {
+            ngx_memmove(&cookies[i], &cookies[i + 1],
+                        (r->headers_in.cookies.nelts - i - 1)
+                        * sizeof(ngx_table_elt_t *));
+            r->headers_in.cookies.nelts--;
+            return;
+        }
+    }
+
+#endif
+}
+
+
+static ngx_int_t
+ngx_http_apikey_hide_query(ngx_http_request_t *r,
+    ngx_http_apikey_source_t *src)
+{
+    u_char     *p, *q;
+    size_t      len;
+    ngx_str_t   args;
+
+    /* $args, which proxy_pass with a URI and $args send */
+
+    if (ngx_http_apikey_strip_args(r, &r->args, &src->name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /*
+     * $request_uri, which proxy_pass without a URI sends as it is, and
+     * "proxy_pass http://up$request_uri" too
+     */
+
+    q = ngx_strlchr(r->unparsed_uri.data,
+                    r->unparsed_uri.data + r->unparsed_uri.len, '?');
+    if (q == NULL) {
+        return NGX_OK;
+    }
+
+    args.data = q + 1;
+    args.len = r->unparsed_uri.data + r->unparsed_uri.len - (q + 1);
+
+    if (ngx_http_apikey_strip_args(r, &args, &src->name) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (args.data == q + 1) {
+        return NGX_OK;
+    }
+
+    len = q - r->unparsed_uri.data;
+
+    p = ngx_pnalloc(r->pool, len + 1 + args.len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(p, r->unparsed_uri.data, len);
+
+    /* no "?" left alone */
+
+    if (args.len) {
+        p[len++] = '?';
+        len = ngx_cpymem(p + len, args.data, args.len) - p;
+    }
+
+    r->unparsed_uri.data = p;
+    r->unparsed_uri.len = len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_strip_args(ngx_http_request_t *r, ngx_str_t *args,
+    ngx_str_t *name)
+{
+    size_t        pos, len;
+    u_char       *p;
+    akc_field_t   f;
+
+    /* every argument of that name, the others kept byte for byte */
+
+    pos = 0;
+
+    if (!akc_query_next(args->data, args->len, &pos, (const char *) name->data,
+                        name->len, &f))
+    {
+        return NGX_OK;
+    }
+
+    p = ngx_pnalloc(r->pool, args->len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    len = akc_field_remove(args->data, args->len, &f, '&', p);
+
+    pos = f.start;
+
+    while (akc_query_next(p, len, &pos, (const char *) name->data,
+                          name->len, &f))
+    {
+        len = akc_field_remove(p, len, &f, '&', p);
+        pos = f.start;
+    }
+
+    args->data = p;
+    args->len = len;
+
+    return NGX_OK;
 }
 
 
@@ -2085,6 +2615,8 @@ ngx_http_apikey_create_loc_conf(ngx_conf_t *cf)
     conf->secret = NGX_CONF_UNSET_PTR;
     conf->sources = NGX_CONF_UNSET_PTR;
     conf->scopes = NGX_CONF_UNSET_PTR;
+    conf->hide = NGX_CONF_UNSET;
+    conf->skip_preflight = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -2104,6 +2636,8 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_ptr_value(conf->secret, prev->secret, NULL);
     ngx_conf_merge_ptr_value(conf->scopes, prev->scopes, NULL);
     ngx_conf_merge_str_value(conf->realm, prev->realm, "api");
+    ngx_conf_merge_value(conf->hide, prev->hide, 0);
+    ngx_conf_merge_value(conf->skip_preflight, prev->skip_preflight, 0);
 
     if (conf->sources == NGX_CONF_UNSET_PTR) {
 
@@ -2374,6 +2908,13 @@ ngx_http_apikey_init(ngx_conf_t *cf)
     }
 
     *h = ngx_http_apikey_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_apikey_hide_handler;
 
     return NGX_OK;
 }

@@ -113,12 +113,28 @@ emerg_like($out, 'invalid value "maybe", it must be "on", "off" or '
         apikey on;
         apikey_db %%DB%%;
         apikey_secret %%SECRET%%;
-        apikey_source cookie=x;
+        apikey_source body=x;
 EOF
 
-is($rc, 1, 'apikey_source cookie fails');
-emerg_like($out, 'invalid value "cookie=x", it must be "header=NAME" or '
-           . '"authorization=SCHEME"', 'apikey_source cookie invalid value');
+is($rc, 1, 'apikey_source body fails');
+emerg_like($out, 'invalid value "body=x", it must be "header=NAME", '
+           . '"authorization=SCHEME", "query=ARG" or "cookie=NAME"',
+           'apikey_source body invalid value');
+
+for my $dup ('query=k query=K', 'header=X-Key header=x-key',
+             'cookie=k header=k cookie=k')
+{
+    ($rc, $out) = conf_test(<<"EOF");
+        apikey on;
+        apikey_db %%DB%%;
+        apikey_secret %%SECRET%%;
+        apikey_source $dup;
+EOF
+
+    is($rc, 1, "apikey_source $dup fails");
+    like($out, qr/\[emerg\] source ".*" is duplicate/,
+         "apikey_source $dup is duplicate");
+}
 
 ($rc, $out) = conf_test(<<'EOF');
         apikey on;
