@@ -2,7 +2,7 @@
 #
 #   make fuzz               every libFuzzer target for FUZZ_SECONDS (60)
 #   make fuzz-key           one target (key auth record time import_csv
-#                           import_jsonl), for FUZZ_SECONDS
+#                           import_jsonl fields), for FUZZ_SECONDS
 #   make fuzz-build         build the fuzzers only (clang)
 #   make fuzz-replay        run each fuzzer once over its corpus
 #   make fuzz-seed          add the seeds made by fuzz/seed.c to fuzz/corpus
@@ -23,7 +23,7 @@
 FUZZ_CC ?=          clang
 FUZZ_SECONDS ?=     60
 FUZZ_DIR =          $(B)/fuzz
-FUZZ_TARGETS =      key auth record time import_csv import_jsonl
+FUZZ_TARGETS =      key auth record time import_csv import_jsonl fields
 FUZZ_BINS =         $(addprefix $(FUZZ_DIR)/fuzz_,$(FUZZ_TARGETS))
 FUZZ_CFLAGS =       -g -O1 -fno-omit-frame-pointer \
                     -fsanitize=fuzzer,address,undefined \
@@ -40,6 +40,7 @@ FUZZ_MAX_LEN_record =       1600
 FUZZ_MAX_LEN_time =         80
 FUZZ_MAX_LEN_import_csv =   4096
 FUZZ_MAX_LEN_import_jsonl = 4096
+FUZZ_MAX_LEN_fields =       1024
 
 # apikeyctl reports every row it skips on stderr: closed (libFuzzer keeps
 # its own reports on a copy of it)

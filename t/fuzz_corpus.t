@@ -19,7 +19,7 @@ use File::Temp qw(tempdir);
 my $root = File::Spec->rel2abs(dirname(__FILE__) . '/..');
 my $dir = $ENV{APIKEY_FUZZ_BUILD} // "$root/build/fuzz";
 
-my @targets = qw(key auth record time import_csv import_jsonl);
+my @targets = qw(key auth record time import_csv import_jsonl fields);
 
 my @missing = grep { !-x "$dir/fuzz_$_" } @targets;
 
