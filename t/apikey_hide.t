@@ -113,6 +113,10 @@ $t->write_config(<<"EOF", access_log => 1);
 
     log_format t '\$request|\$args|\$request_uri|\$apikey_status';
 
+    # the same upstream request line on every nginx (1.29 defaults to 1.1)
+
+    proxy_http_version 1.0;
+
     server {
         listen 127.0.0.1:%%PORT%%;
         listen 127.0.0.1:%%PORT_1%% http2;
@@ -317,9 +321,11 @@ for my $f (sort keys %form) {
 my $r = h1($t->port(0), "/on-n/?a=1&api_key=$k1&b=2",
            Cookie => "c=1; apikey=$k1; d=2", 'X-API-Key' => $k1);
 
-is($r->{body}, "GET /on-n/?a=1&b=2 HTTP/1.0\r\n"
+# (nginx 1.29 no longer sends "Connection: close" with HTTP/1.0)
+
+is($r->{body} =~ s/^Connection: close\r\n//mr,
+   "GET /on-n/?a=1&b=2 HTTP/1.0\r\n"
    . "Host: 127.0.0.1:" . $t->port(2) . "\r\n"
-   . "Connection: close\r\n"
    . "Cookie: c=1; d=2\r\n\r\n", 'the exact request upstream');
 
 $r = h1($t->port(0), "/on-x/?a=1&api_key=$k1&b=2");
