@@ -2881,6 +2881,8 @@ ngx_http_apikey_cleanup_secret(void *data)
 static ngx_int_t
 ngx_http_apikey_init(ngx_conf_t *cf)
 {
+    ngx_uint_t                    i, n;
+    ngx_array_t                  *handlers;
     ngx_http_variable_t          *v;
     ngx_http_handler_pt          *h;
     ngx_http_core_main_conf_t    *cmcf;
@@ -2902,12 +2904,39 @@ ngx_http_apikey_init(ngx_conf_t *cf)
 
     cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
 
-    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    /*
+     * The access handler runs where auth_basic's does: after allow and
+     * deny, before auth_request, so that "satisfy" gives the answers it
+     * gives with auth_basic.  A phase runs its handlers in the reverse
+     * order of their registration, and the built-in modules register
+     * theirs in module order: auth_request, auth_basic, access.  So ours
+     * goes right after auth_request's, when it is built in.
+     */
+
+    handlers = &cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers;
+
+    n = 0;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        if (ngx_strcmp(cf->cycle->modules[i]->name,
+                       "ngx_http_auth_request_module") == 0)
+        {
+            n = (handlers->nelts > 0) ? 1 : 0;
+            break;
+        }
+    }
+
+    h = ngx_array_push(handlers);
     if (h == NULL) {
         return NGX_ERROR;
     }
 
-    *h = ngx_http_apikey_handler;
+    h = handlers->elts;
+
+    ngx_memmove(&h[n + 1], &h[n],
+                (handlers->nelts - 1 - n) * sizeof(ngx_http_handler_pt));
+
+    h[n] = ngx_http_apikey_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
     if (h == NULL) {
