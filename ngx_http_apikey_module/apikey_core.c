@@ -1652,6 +1652,63 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
 }
 
 
+size_t
+akc_mask_keys(unsigned char *p, size_t len)
+{
+    size_t  i, j, start, n;
+
+    /*
+     * Every generated key in p (a prefix, "_", 32 base62 and a checksum
+     * that matches) keeps its prefix and four characters, as its hint
+     * does, and the rest becomes "*": for text about to be logged that
+     * may hold a key, such as a request line.  Returns how many.
+     */
+
+    n = 0;
+
+    for (i = 0; i + 1 + AKC_GEN_TAIL_LEN <= len; i++) {
+
+        if (p[i] != '_') {
+            continue;
+        }
+
+        for (j = i + 1; j < i + 1 + AKC_GEN_TAIL_LEN; j++) {
+            if (!(akc_class[p[j]] & AKC_C_BASE62)) {
+                break;
+            }
+        }
+
+        if (j < i + 1 + AKC_GEN_TAIL_LEN) {
+            continue;
+        }
+
+        /* the longest prefix first */
+
+        start = i;
+
+        while (start > 0 && i - start < AKC_PREFIX_MAX_LEN
+               && (akc_class[p[start - 1]] & AKC_C_PREFIX
+                   || p[start - 1] == '_'))
+        {
+            start--;
+        }
+
+        for ( /* void */ ; start < i; start++) {
+            if (akc_key_classify(p + start, j - start) == AKC_KEY_GENERATED)
+            {
+                memset(p + i + 5, '*', AKC_GEN_TAIL_LEN - 4);
+                n++;
+                break;
+            }
+        }
+
+        i = j - 1;
+    }
+
+    return n;
+}
+
+
 akc_status_e
 akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs, const akc_secret_t *secret,
     const unsigned char *key, size_t len, int64_t now, akc_record_t *rec,

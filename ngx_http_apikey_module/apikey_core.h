@@ -210,6 +210,7 @@ int akc_pct_decode(const unsigned char *in, size_t len, unsigned char *out,
     size_t *out_len);
 size_t akc_field_remove(const unsigned char *in, size_t len,
     const akc_field_t *f, char sep, unsigned char *out);
+size_t akc_mask_keys(unsigned char *p, size_t len);
 
 akc_status_e akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs,
     const akc_secret_t *secret, const unsigned char *key, size_t len,

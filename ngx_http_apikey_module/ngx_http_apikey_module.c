@@ -208,6 +208,9 @@ static ngx_int_t ngx_http_apikey_unauthorized(ngx_http_request_t *r,
 static void ngx_http_apikey_log_rejection(ngx_http_request_t *r,
     ngx_http_apikey_ctx_t *ctx);
 
+static void ngx_http_apikey_info(ngx_http_request_t *r, const char *fmt,
+    ...);
+static ngx_int_t ngx_http_apikey_mask_line(ngx_http_request_t *r);
 static ngx_http_apikey_handle_t *ngx_http_apikey_env_usable(ngx_log_t *log,
     ngx_http_apikey_db_t *db);
 static void ngx_http_apikey_env_watch(ngx_log_t *log,
@@ -1059,9 +1062,9 @@ ngx_http_apikey_find_key(ngx_http_request_t *r,
         if (value.len != key->len
             || ngx_memcmp(value.data, key->data, key->len) != 0)
         {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "apikey: \"%V\" and \"%V\" carry different keys",
-                          &ctx->source->text, &src[i].text);
+            ngx_http_apikey_info(r, "apikey: \"%V\" and \"%V\" carry "
+                                 "different keys", &ctx->source->text,
+                                 &src[i].text);
             ctx->status = AKC_STATUS_MALFORMED;
             return NGX_DECLINED;
         }
@@ -1136,8 +1139,8 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
          */
 
         if (found++) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "apikey: duplicate \"%V\" header", &h[i].key);
+            ngx_http_apikey_info(r, "apikey: duplicate \"%V\" header",
+                                 &h[i].key);
             return NGX_ERROR;
         }
 
@@ -1220,8 +1223,8 @@ ngx_http_apikey_query_key(ngx_http_request_t *r,
                           (const char *) src->name.data, src->name.len, &f))
     {
         if (found++) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "apikey: duplicate \"%V\" argument", &src->name);
+            ngx_http_apikey_info(r, "apikey: duplicate \"%V\" argument",
+                                 &src->name);
             return NGX_ERROR;
         }
 
@@ -1299,9 +1302,8 @@ ngx_http_apikey_cookie_key(ngx_http_request_t *r,
                                &f))
         {
             if (found++) {
-                ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                              "apikey: duplicate \"%V\" cookie",
-                              &src->name);
+                ngx_http_apikey_info(r, "apikey: duplicate \"%V\" cookie",
+                                     &src->name);
                 return NGX_ERROR;
             }
 
@@ -1634,23 +1636,117 @@ ngx_http_apikey_log_rejection(ngx_http_request_t *r,
         return;
 
     case AKC_STATUS_MISSING:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "apikey: no key in request");
+        ngx_http_apikey_info(r, "apikey: no key in request");
         return;
 
     case AKC_STATUS_MALFORMED:
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "apikey: malformed key in \"%V\"", &ctx->source->text);
+        ngx_http_apikey_info(r, "apikey: malformed key in \"%V\"",
+                             &ctx->source->text);
         return;
 
     default:
         if (r->connection->log->log_level >= NGX_LOG_INFO) {
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "apikey: key \"%V\" rejected: %s",
-                          ngx_http_apikey_hint(r, ctx),
-                          akc_status_name(ctx->status));
+            ngx_http_apikey_info(r, "apikey: key \"%V\" rejected: %s",
+                                 ngx_http_apikey_hint(r, ctx),
+                                 akc_status_name(ctx->status));
         }
     }
+}
+
+
+static void
+ngx_http_apikey_info(ngx_http_request_t *r, const char *fmt, ...)
+{
+    u_char     *p;
+    va_list     args;
+    ngx_str_t   line;
+    u_char      buf[NGX_MAX_ERROR_STR];
+
+    if (r->connection->log->log_level < NGX_LOG_INFO) {
+        return;
+    }
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(buf, buf + sizeof(buf), fmt, args);
+    va_end(args);
+
+    /*
+     * nginx ends a line about a request with its request line, where a
+     * key sent in the query string would be: the line is logged with a
+     * copy of the request line that holds no key
+     */
+
+    line = r->request_line;
+
+    if (ngx_http_apikey_mask_line(r) != NGX_OK) {
+        r->request_line.len = 0;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0, "%*s", p - buf, buf);
+
+    r->request_line = line;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_mask_line(ngx_http_request_t *r)
+{
+    u_char                      *q, *last;
+    ngx_str_t                    line, query;
+    ngx_uint_t                   i;
+    ngx_http_apikey_source_t    *src;
+    ngx_http_apikey_loc_conf_t  *alcf;
+
+    /* the arguments of query sources out, and any generated key masked */
+
+    line = r->request_line;
+
+    r->request_line.data = ngx_pnalloc(r->pool, line.len);
+    if (r->request_line.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    r->request_line.len = line.len;
+    ngx_memcpy(r->request_line.data, line.data, line.len);
+
+    q = ngx_strlchr(line.data, line.data + line.len, '?');
+
+    if (q != NULL) {
+        last = line.data + line.len;
+
+        /* "GET /uri?args HTTP/1.1", or "GET /uri?args" in HTTP/0.9 */
+
+        while (last > q && *(last - 1) != ' ') {
+            last--;
+        }
+
+        last = (last == q) ? line.data + line.len : last - 1;
+
+        query.data = q + 1;
+        query.len = last - (q + 1);
+
+        alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
+        src = alcf->sources->elts;
+
+        for (i = 0; i < alcf->sources->nelts; i++) {
+            if (src[i].type == NGX_HTTP_APIKEY_SOURCE_QUERY
+                && ngx_http_apikey_strip_args(r, &query, &src[i].name)
+                   != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+        }
+
+        r->request_line.len = ngx_sprintf(r->request_line.data, "%*s%V%*s",
+                                          q + 1 - line.data, line.data,
+                                          &query,
+                                          line.data + line.len - last, last)
+                              - r->request_line.data;
+    }
+
+    (void) akc_mask_keys(r->request_line.data, r->request_line.len);
+
+    return NGX_OK;
 }
 
 

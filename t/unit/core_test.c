@@ -485,6 +485,45 @@ checksum_vector(void **state)
 
 
 static void
+key_mask(void **state)
+{
+    int     n;
+    char    key[AKC_GEN_KEY_MAX_LEN + 1], key2[AKC_GEN_KEY_MAX_LEN + 1];
+    char    line[512], want[512];
+    size_t  len;
+
+    n = akc_key_generate("ak", key, sizeof(key));
+    assert_int_equal(n, 41);
+    n = akc_key_generate("live_ab", key2, sizeof(key2));
+    assert_int_equal(n, 46);
+
+    /* two keys in a request line, under any name, masked past the hint */
+
+    len = (size_t) snprintf(line, sizeof(line),
+                            "GET /p/%s?x=1&k=%s HTTP/1.1", key, key2);
+
+    assert_int_equal(akc_mask_keys((unsigned char *) line, len), 2);
+
+    snprintf(want, sizeof(want), "GET /p/%.7s%s?x=1&k=%.12s%s HTTP/1.1",
+             key, "**********************************", key2,
+             "**********************************");
+    assert_string_equal(line, want);
+
+    /* a wrong checksum, a short tail, no prefix: left alone */
+
+    snprintf(line, sizeof(line), "%s", key);
+    line[40] = line[40] == 'a' ? 'b' : 'a';
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 41), 0);
+
+    assert_int_equal(akc_mask_keys((unsigned char *) "ak_abc", 6), 0);
+    assert_int_equal(akc_mask_keys((unsigned char *) "", 0), 0);
+
+    snprintf(line, sizeof(line), "?%s", key + 2);
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 40), 0);
+}
+
+
+static void
 key_hint(void **state)
 {
     char    hint[AKC_HINT_MAX_LEN + 1];
@@ -2667,6 +2706,7 @@ main(void)
         cmocka_unit_test(prefix_valid),
         cmocka_unit_test(checksum_vector),
         cmocka_unit_test(key_hint),
+        cmocka_unit_test(key_mask),
 
         cmocka_unit_test(hash_vector),
         cmocka_unit_test(hash_secret_differs),
