@@ -124,6 +124,7 @@ typedef struct {
     ngx_array_t                 secrets;    /* ngx_http_apikey_secret_t * */
     ngx_array_t                 dbs;        /* ngx_http_apikey_db_t * */
     ngx_int_t                   index[NGX_HTTP_APIKEY_NVARS];
+    ngx_flag_t                  hide;       /* some location hides */
 } ngx_http_apikey_main_conf_t;
 
 
@@ -2724,8 +2725,9 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_apikey_loc_conf_t *prev = parent;
     ngx_http_apikey_loc_conf_t *conf = child;
 
-    ngx_str_t                  path;
-    ngx_http_apikey_source_t  *src;
+    ngx_str_t                     path;
+    ngx_http_apikey_source_t     *src;
+    ngx_http_apikey_main_conf_t  *amcf;
 
     ngx_conf_merge_uint_value(conf->mode, prev->mode, NGX_HTTP_APIKEY_OFF);
     ngx_conf_merge_str_value(conf->db_path, prev->db_path, "");
@@ -2734,6 +2736,12 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->realm, prev->realm, "api");
     ngx_conf_merge_value(conf->hide, prev->hide, 0);
     ngx_conf_merge_value(conf->skip_preflight, prev->skip_preflight, 0);
+
+    if (conf->hide && conf->mode != NGX_HTTP_APIKEY_OFF) {
+        amcf = ngx_http_conf_get_module_main_conf(cf,
+                                                  ngx_http_apikey_module);
+        amcf->hide = 1;
+    }
 
     if (conf->sources == NGX_CONF_UNSET_PTR) {
 
@@ -3033,6 +3041,12 @@ ngx_http_apikey_init(ngx_conf_t *cf)
                 (handlers->nelts - 1 - n) * sizeof(ngx_http_handler_pt));
 
     h[n] = ngx_http_apikey_handler;
+
+    /* no cost to requests where nothing is hidden */
+
+    if (!amcf->hide) {
+        return NGX_OK;
+    }
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
     if (h == NULL) {
