@@ -22,8 +22,7 @@ my $b = "$prefix/db-b";
 my $link = "$prefix/db-link";
 
 $t->init_db();
-$t->ctl_ok({ db => $b }, 'init', Apikey::Harness::worker_user()
-                                   ? ('--user', 'nobody') : ());
+$t->init_db({ db => $b });
 
 my $ka = $t->gen('--id', 'in-a');
 my $kb = $t->ctl_ok({ db => $b }, 'gen', '--id', 'in-b');
@@ -47,7 +46,7 @@ sub status {
 sub settles {
     my ($uri, $key, $status, $timeout) = @_;
 
-    my $end = time() + $timeout;
+    my $end = time() + Apikey::Harness::scaled($timeout);
 
     while (time() < $end) {
         my $n = grep { status($uri, $key) == $status } 1 .. 10;

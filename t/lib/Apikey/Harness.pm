@@ -188,6 +188,11 @@ sub ctl_ok {
 sub init_db {
     my ($self, @args) = @_;
 
+    # another database than the test's own: init_db({ db => DIR })
+
+    my @opts;
+    @opts = (shift @args) if ref $args[0] eq 'HASH';
+
     my $user = worker_user();
     push @args, '--user', $user if defined $user;
 
@@ -197,7 +202,7 @@ sub init_db {
 
     unshift @args, '--map-size', '256m' if $valgrind;
 
-    return $self->ctl_ok('init', @args);
+    return $self->ctl_ok(@opts, 'init', @args);
 }
 
 # generate one key, returns the plaintext key
