@@ -4,6 +4,7 @@
  */
 
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -54,6 +55,9 @@ static inline int akc_decode_str(const unsigned char **pp,
 static int akc_parse_digits(const char *s, size_t n, int *out);
 static int akc_utf8_valid(const unsigned char *p, size_t len);
 static int akc_hex_digit(unsigned c);
+static int akc_is_space(unsigned c);
+static int akc_name_is(const unsigned char *raw, size_t len,
+    const char *name, size_t name_len, int nocase);
 
 
 static const char  akc_base62[] =
@@ -1405,26 +1409,34 @@ akc_auth_parse(const unsigned char *value, size_t len, const char *scheme,
 
     /*
      * "Scheme key": the scheme matched without regard to case and
-     * followed by a space or nothing, then the key, trimmed of spaces;
-     * "Scheme" alone is an empty key.  Another scheme, or a scheme this
-     * one only begins ("Bearerx"), is AKC_ERROR: not ours.
+     * followed by whitespace or nothing, then the key, trimmed; "Scheme"
+     * alone is an empty key.  Another scheme, or a scheme this one only
+     * begins ("Bearerx"), is AKC_ERROR: not ours.  Whitespace is any of
+     * space, tab, vertical tab and form feed, as upstreams that split on
+     * whitespace see it: "Bearer<TAB>key" is a Bearer key for them too.
      */
 
-    if (len < scheme_len
-        || strncasecmp((const char *) value, scheme, scheme_len) != 0
-        || (len > scheme_len && value[scheme_len] != ' '))
+    p = value;
+    last = value + len;
+
+    while (p < last && akc_is_space(*p)) {
+        p++;
+    }
+
+    if ((size_t) (last - p) < scheme_len
+        || strncasecmp((const char *) p, scheme, scheme_len) != 0
+        || ((size_t) (last - p) > scheme_len && !akc_is_space(p[scheme_len])))
     {
         return AKC_ERROR;
     }
 
-    p = value + scheme_len;
-    last = value + len;
+    p += scheme_len;
 
-    while (p < last && *p == ' ') {
+    while (p < last && akc_is_space(*p)) {
         p++;
     }
 
-    while (last > p && (last[-1] == ' ' || last[-1] == '\t')) {
+    while (last > p && akc_is_space(last[-1])) {
         last--;
     }
 
@@ -1432,6 +1444,57 @@ akc_auth_parse(const unsigned char *value, size_t len, const char *scheme,
     key->len = last - p;
 
     return AKC_OK;
+}
+
+
+static int
+akc_is_space(unsigned c)
+{
+    return c == ' ' || c == '\t' || c == '\v' || c == '\f';
+}
+
+
+static int
+akc_name_is(const unsigned char *raw, size_t len, const char *name,
+    size_t name_len, int nocase)
+{
+    int       hi, lo;
+    size_t    i, n;
+    unsigned  c;
+
+    /*
+     * raw, percent-decoded, is name (with or without regard to case):
+     * applications decode the names of arguments and cookies, so
+     * "api%5Fkey" is "api_key" to them, and must be to us
+     */
+
+    n = 0;
+
+    for (i = 0; i < len; i++, n++) {
+        c = raw[i];
+
+        if (c == '%' && len - i >= 3) {
+            hi = akc_hex_digit(raw[i + 1]);
+            lo = akc_hex_digit(raw[i + 2]);
+
+            if (hi >= 0 && lo >= 0) {
+                c = (unsigned) (hi << 4 | lo);
+                i += 2;
+            }
+        }
+
+        if (n == name_len) {
+            return 0;
+        }
+
+        if (nocase ? (tolower(c) != tolower((unsigned char) name[n]))
+                   : (c != (unsigned char) name[n]))
+        {
+            return 0;
+        }
+    }
+
+    return n == name_len;
 }
 
 
@@ -1462,9 +1525,9 @@ akc_query_next(const unsigned char *args, size_t len, size_t *pos,
     /*
      * The next argument "name" of a query string ("a=1&b=2") from *pos
      * on: 1 and its place and raw value, or 0.  Names are compared
-     * without regard to case, as nginx's $arg_name does, so that two
-     * spellings of one name count as two copies.  "name" alone is an
-     * empty value.
+     * percent-decoded and without regard to case, as nginx's $arg_name
+     * does, so that every spelling of the name counts as a copy.  "name"
+     * alone is an empty value.
      */
 
     for (i = *pos; i < len; i = end + 1) {
@@ -1473,9 +1536,8 @@ akc_query_next(const unsigned char *args, size_t len, size_t *pos,
 
         eq = memchr(args + i, '=', end - i);
 
-        if ((size_t) ((eq != NULL ? (size_t) (eq - args) : end) - i)
-            != name_len
-            || strncasecmp((const char *) args + i, name, name_len) != 0)
+        if (!akc_name_is(args + i, (eq != NULL ? (size_t) (eq - args) : end)
+                                   - i, name, name_len, 1))
         {
             continue;
         }
@@ -1507,43 +1569,57 @@ int
 akc_cookie_next(const unsigned char *value, size_t len, size_t *pos,
     const char *name, size_t name_len, akc_field_t *f)
 {
-    size_t                i, end, last;
+    size_t                i, end, last, first;
     const unsigned char  *eq, *semi;
 
     /*
      * The next cookie "name" of a Cookie header value ("a=1; b=2") from
-     * *pos on (RFC 6265: names compared exactly, a value may be quoted):
-     * 1 and its place and value, or 0.  A pair without "=" is no cookie.
+     * *pos on: 1 and its place and value, or 0.  Names are compared
+     * exactly (RFC 6265), but percent-decoded and with the whitespace
+     * around them and around the value ignored, as the applications
+     * behind do; a value may be quoted.  A pair without "=" is no cookie.
      */
 
     for (i = *pos; i < len; i = end + 1) {
         semi = memchr(value + i, ';', len - i);
         end = (semi != NULL) ? (size_t) (semi - value) : len;
 
-        while (i < end && (value[i] == ' ' || value[i] == '\t')) {
+        while (i < end && akc_is_space(value[i])) {
             i++;
         }
 
         eq = memchr(value + i, '=', end - i);
 
-        if (eq == NULL || (size_t) (eq - value) - i != name_len
-            || memcmp(value + i, name, name_len) != 0)
-        {
+        if (eq == NULL) {
             continue;
+        }
+
+        last = eq - value;
+
+        while (last > i && akc_is_space(value[last - 1])) {
+            last--;
+        }
+
+        if (!akc_name_is(value + i, last - i, name, name_len, 0)) {
+            continue;
+        }
+
+        first = eq - value + 1;
+
+        while (first < end && akc_is_space(value[first])) {
+            first++;
         }
 
         last = end;
 
-        while (last > (size_t) (eq - value) + 1
-               && (value[last - 1] == ' ' || value[last - 1] == '\t'))
-        {
+        while (last > first && akc_is_space(value[last - 1])) {
             last--;
         }
 
         f->start = i;
         f->end = last;
-        f->value.data = (const char *) eq + 1;
-        f->value.len = last - (eq - value) - 1;
+        f->value.data = (const char *) value + first;
+        f->value.len = last - first;
 
         if (f->value.len >= 2 && f->value.data[0] == '"'
             && f->value.data[f->value.len - 1] == '"')

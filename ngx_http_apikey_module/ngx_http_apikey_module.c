@@ -163,6 +163,8 @@ static ngx_uint_t ngx_http_apikey_preflight(ngx_http_request_t *r);
 static ngx_int_t ngx_http_apikey_skip(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf);
 static ngx_int_t ngx_http_apikey_hide_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_apikey_hide_all(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx);
 static ngx_int_t ngx_http_apikey_hide(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src);
 static ngx_int_t ngx_http_apikey_remove_header(ngx_http_request_t *r,
@@ -183,6 +185,8 @@ static ngx_int_t ngx_http_apikey_source_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_header_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
+static ngx_uint_t ngx_http_apikey_header_is(ngx_table_elt_t *h,
+    ngx_str_t *name);
 static ngx_int_t ngx_http_apikey_query_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_cookie_key(ngx_http_request_t *r,
@@ -454,6 +458,16 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         ngx_http_apikey_log_rejection(r, ctx);
     }
 
+    /*
+     * hidden now, whatever the outcome: auth_request, which runs after
+     * this handler, and an error_page that proxies a rejection make
+     * subrequests and redirects that must not carry the key either
+     */
+
+    if (alcf->hide && ngx_http_apikey_hide_all(r, alcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
     if (alcf->mode == NGX_HTTP_APIKEY_OPTIONAL) {
         return NGX_DECLINED;
     }
@@ -502,6 +516,10 @@ ngx_http_apikey_preflight(ngx_http_request_t *r)
             part = part->next;
             h = part->elts;
             i = 0;
+        }
+
+        if (h[i].value.len == 0) {
+            continue;
         }
 
         if (h[i].key.len == sizeof("origin") - 1
@@ -559,9 +577,7 @@ ngx_http_apikey_skip(ngx_http_request_t *r, ngx_http_apikey_loc_conf_t *alcf)
 static ngx_int_t
 ngx_http_apikey_hide_handler(ngx_http_request_t *r)
 {
-    ngx_uint_t                   i;
     ngx_http_apikey_ctx_t       *ctx;
-    ngx_http_apikey_source_t    *src;
     ngx_http_apikey_loc_conf_t  *alcf;
 
     /*
@@ -572,7 +588,7 @@ ngx_http_apikey_hide_handler(ngx_http_request_t *r)
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
 
-    if (!alcf->hide || alcf->mode == NGX_HTTP_APIKEY_OFF) {
+    if (!alcf->hide || alcf->mode == NGX_HTTP_APIKEY_OFF || r != r->main) {
         return NGX_DECLINED;
     }
 
@@ -585,21 +601,42 @@ ngx_http_apikey_hide_handler(ngx_http_request_t *r)
         }
     }
 
-    if (ctx->hidden) {
-        return NGX_DECLINED;
+    if (ngx_http_apikey_hide_all(r, alcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_hide_all(ngx_http_request_t *r,
+    ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_http_apikey_source_t  *src;
+
+    /*
+     * the main request only: a subrequest shares its headers with it
+     * (the first part of the list copied, the rest the same), and gets
+     * them as the main request had them when it was made
+     */
+
+    if (ctx->hidden || r != r->main) {
+        return NGX_OK;
     }
 
     src = alcf->sources->elts;
 
     for (i = 0; i < alcf->sources->nelts; i++) {
         if (ngx_http_apikey_hide(r, &src[i]) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            return NGX_ERROR;
         }
     }
 
     ctx->hidden = 1;
 
-    return NGX_DECLINED;
+    return NGX_OK;
 }
 
 
@@ -637,10 +674,7 @@ again:
         switch (src->type) {
 
         case NGX_HTTP_APIKEY_SOURCE_HEADER:
-            if (h[i].key.len != src->name.len
-                || ngx_strncmp(h[i].lowcase_key, src->name.data,
-                               src->name.len) != 0)
-            {
+            if (!ngx_http_apikey_header_is(&h[i], &src->name)) {
                 continue;
             }
 
@@ -1127,10 +1161,7 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
             i = 0;
         }
 
-        if (h[i].key.len != src->name.len
-            || ngx_strncmp(h[i].lowcase_key, src->name.data, src->name.len)
-               != 0)
-        {
+        if (!ngx_http_apikey_header_is(&h[i], &src->name)) {
             continue;
         }
 
@@ -1176,6 +1207,37 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_apikey_header_is(ngx_table_elt_t *h, ngx_str_t *name)
+{
+    ngx_uint_t  i;
+    u_char      c;
+
+    /*
+     * name is lowercase; "_" and "-" are one, as in $http_x_api_key and
+     * in the CGI-style names of fastcgi, uwsgi and scgi: with
+     * underscores_in_headers on, X_API_Key is a copy of X-API-Key
+     */
+
+    if (h->key.len != name->len) {
+        return 0;
+    }
+
+    for (i = 0; i < name->len; i++) {
+        c = h->lowcase_key[i];
+
+        if (c != name->data[i]
+            && !((c == '_' || c == '-')
+                 && (name->data[i] == '_' || name->data[i] == '-')))
+        {
+            return 0;
+        }
+    }
+
+    return 1;
 }
 
 

@@ -371,8 +371,14 @@ my @hostile_cookie = (
     ['space inside', "apikey=\"$k1 x\"", 401, "malformed|$C|"],
     ['no =', 'apikey', 401, 'missing||'],
     ['no = among others', "a=1; apikey; b=$k1", 401, 'missing||'],
-    ['spaces around =', "apikey = $k1", 401, 'missing||'],
-    ['space before =', "apikey =$k1", 401, 'missing||'],
+    # what applications behind see: the cookie, whitespace ignored, and
+    # a name percent-decoded
+
+    ['spaces around =', "apikey = $k1", 200, "valid|$C|alice"],
+    ['space before =', "apikey =$k1", 200, "valid|$C|alice"],
+    ['encoded name', "api%6bey=$k1", 200, "valid|$C|alice"],
+    ['encoded name and another copy', "api%6bey=$k2; apikey=$k1", 401,
+     "malformed|$C|"],
     ['quoted name', "\"apikey\"=$k1", 401, 'missing||'],
     ['200 copies', join('; ', ("apikey=$k1") x 200), 401, "malformed|$C|"],
     ['200 cookies, one key',

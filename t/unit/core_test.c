@@ -2493,12 +2493,20 @@ cookie_next(void **state)
         { "K=1; k=2", "k", "5,8=2;" },
         { "K=1", "k", "" },
 
-        /* a pair without "=", or with spaces around it, is not "k" */
+        /* a pair without "=" is not "k"; spaces around "=" are ignored */
         { "k", "k", "" },
         { "k; a=1", "k", "" },
-        { "k = v", "k", "" },
-        { "k =v", "k", "" },
+        { "k = v", "k", "0,5=v;" },
+        { "k =v", "k", "0,4=v;" },
+        { "k\t=\tv ", "k", "0,5=v;" },
         { "a=k", "k", "" },
+
+        /* names percent-decoded, as applications do */
+        { "%6b=1", "k", "0,5=1;" },
+        { "ap%69key=1; k=2", "apikey", "0,10=1;" },
+        { "%6B=1", "k", "0,5=1;" },
+        { "%4b=1", "k", "" },
+        { "%6=1", "k", "" },
 
         /* quoted values */
         { "k=\"abc\"", "k", "0,7=abc;" },
