@@ -15,8 +15,6 @@ use warnings;
 
 use Test::More;
 
-use IO::Socket::INET;
-use POSIX qw(_exit);
 
 use lib 't/lib';
 use Apikey::Harness qw(http_raw);
@@ -34,37 +32,7 @@ $t->ctl_ok('revoke', 'gone');
 
 # the upstream: one request per connection, answered with its raw bytes
 
-my $up = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
-                               LocalPort => $t->port(2), Proto => 'tcp',
-                               ReuseAddr => 1)
-    or die "upstream listen: $!";
-
-my $up_pid = fork() // die "fork: $!";
-
-if ($up_pid == 0) {
-
-    # gone by itself should the test die before it kills it
-
-    alarm(120);
-
-    while (my $c = $up->accept()) {
-        my $req = '';
-
-        while ($req !~ /\r\n\r\n/) {
-            my $n = sysread($c, my $buf, 65536);
-            last unless $n;
-            $req .= $buf;
-        }
-
-        print $c "HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream"
-                 . "\r\nContent-Length: " . length($req) . "\r\n\r\n$req";
-        close $c;
-    }
-
-    _exit(0);
-}
-
-close $up;
+$t->echo_upstream(2);
 
 # /MODE-FORM/: MODE on, optional, any (satisfy any with allow), basic
 # (the default sources); FORM n (proxy_pass without a URI), r
@@ -345,7 +313,5 @@ like($log, qr{^GET /on-n/\?a=1&api_key=\Q$k1\E&b=2 HTTP/1.1\|a=1&b=2\|/on-n/\?a=
 
 $t->check_log();
 
-kill 'TERM', $up_pid;
-waitpid($up_pid, 0);
 
 done_testing();

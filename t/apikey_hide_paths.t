@@ -12,9 +12,6 @@ use warnings;
 
 use Test::More;
 
-use IO::Socket::INET;
-use POSIX qw(_exit);
-
 use Apikey::Harness qw(http_raw);
 
 my $t = Apikey::Harness->new()->require_all()
@@ -29,39 +26,7 @@ my $record = $t->prefix() . '/upstream.log';
 
 # the upstream: answers with the raw request, and appends it to a file
 
-my $up = IO::Socket::INET->new(Listen => 64, LocalAddr => '127.0.0.1',
-                               LocalPort => $t->port(1), Proto => 'tcp',
-                               ReuseAddr => 1)
-    or die "upstream listen: $!";
-
-my $up_pid = fork() // die "fork: $!";
-
-if ($up_pid == 0) {
-    alarm(120);
-
-    while (my $c = $up->accept()) {
-        my $req = '';
-
-        while ($req !~ /\r\n\r\n/) {
-            my $n = sysread($c, my $buf, 65536);
-            last unless $n;
-            $req .= $buf;
-        }
-
-        if (open my $fh, '>>', $record) {
-            print $fh $req;
-            close $fh;
-        }
-
-        print $c "HTTP/1.0 200 OK\r\nContent-Length: " . length($req)
-                 . "\r\n\r\n$req";
-        close $c;
-    }
-
-    _exit(0);
-}
-
-close $up;
+$t->echo_upstream(1, $record);
 
 $t->write_config(<<'EOF');
     apikey_db %%DB%%;
@@ -210,9 +175,6 @@ is($r->{status}, 401, 'X_API_Key and X-API-Key: 401');
 is(outcome($r), 'malformed|header=X-API-Key|', 'X_API_Key and X-API-Key');
 
 $t->stop();
-
-kill 'TERM', $up_pid;
-waitpid($up_pid, 0);
 
 $t->check_log();
 

@@ -335,6 +335,11 @@ sub DESTROY {
     my ($self) = @_;
     local $?;
     $self->stop() if $self->{pid};
+
+    for my $pid (@{$self->{upstreams} // []}) {
+        kill 'TERM', $pid;
+        waitpid($pid, 0);
+    }
 }
 
 sub error_log {
@@ -512,6 +517,53 @@ sub http_get {
 sub get {
     my ($self, $uri, @headers) = @_;
     return http_get($self->port(0), $uri, @headers);
+}
+
+# an upstream on port $n: one request per connection, answered with the
+# raw bytes of its head (and appended to $record when given); stopped
+# with the harness, and gone by itself after two minutes anyway
+
+sub echo_upstream {
+    my ($self, $n, $record) = @_;
+
+    my $listen = IO::Socket::INET->new(Listen => 64,
+                                       LocalAddr => '127.0.0.1',
+                                       LocalPort => $self->port($n),
+                                       Proto => 'tcp', ReuseAddr => 1)
+        or die "upstream listen: $!";
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        alarm(120);
+
+        while (my $c = $listen->accept()) {
+            my $req = '';
+
+            while ($req !~ /\r\n\r\n/) {
+                my $got = sysread($c, my $buf, 65536);
+                last unless $got;
+                $req .= $buf;
+            }
+
+            if (defined $record && open my $fh, '>>', $record) {
+                print $fh $req;
+                close $fh;
+            }
+
+            print $c "HTTP/1.0 200 OK\r\n"
+                     . "Content-Type: application/octet-stream\r\n"
+                     . "Content-Length: " . length($req) . "\r\n\r\n$req";
+            close $c;
+        }
+
+        POSIX::_exit(0);
+    }
+
+    close $listen;
+    push @{$self->{upstreams}}, $pid;
+
+    return $pid;
 }
 
 # retry a GET until $cond->($response) holds or $timeout seconds pass
