@@ -153,6 +153,7 @@ typedef struct {
     ngx_str_t                   expires;
     ngx_str_t                   hint;
     ngx_str_t                   unknown;    /* the unknown key, for a hint */
+    ngx_str_t                   key;        /* as found, before hiding */
     unsigned                    preflight:1;
     unsigned                    hidden:1;
 } ngx_http_apikey_ctx_t;
@@ -178,6 +179,8 @@ static ngx_int_t ngx_http_apikey_hide_query(ngx_http_request_t *r,
 static ngx_int_t ngx_http_apikey_strip_args(ngx_http_request_t *r,
     ngx_str_t *args, ngx_str_t *name);
 static ngx_http_apikey_ctx_t *ngx_http_apikey_lookup(ngx_http_request_t *r);
+static ngx_http_apikey_ctx_t *ngx_http_apikey_get_ctx(ngx_http_request_t *r);
+static void ngx_http_apikey_hidden_marker(void *data);
 static ngx_int_t ngx_http_apikey_find_key(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx,
     ngx_str_t *key);
@@ -446,6 +449,12 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* scopes are this location's: a valid key forbidden elsewhere is valid */
+
+    if (ctx->status == AKC_STATUS_FORBIDDEN) {
+        ctx->status = AKC_STATUS_VALID;
+    }
+
     if (ctx->status == AKC_STATUS_VALID
         && ngx_http_apikey_scopes_allowed(alcf, ctx) != NGX_OK)
     {
@@ -592,7 +601,7 @@ ngx_http_apikey_hide_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+    ctx = ngx_http_apikey_get_ctx(r);
 
     if (ctx == NULL || !ctx->preflight) {
         ctx = ngx_http_apikey_lookup(r);
@@ -614,6 +623,7 @@ ngx_http_apikey_hide_all(ngx_http_request_t *r,
     ngx_http_apikey_loc_conf_t *alcf, ngx_http_apikey_ctx_t *ctx)
 {
     ngx_uint_t                 i;
+    ngx_pool_cleanup_t        *cln;
     ngx_http_apikey_source_t  *src;
 
     /*
@@ -633,6 +643,16 @@ ngx_http_apikey_hide_all(ngx_http_request_t *r,
             return NGX_ERROR;
         }
     }
+
+    /* found again after an internal redirect: see ngx_http_apikey_get_ctx() */
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_apikey_hidden_marker;
+    cln->data = ctx;
 
     ctx->hidden = 1;
 
@@ -1004,7 +1024,7 @@ static ngx_http_apikey_ctx_t *
 ngx_http_apikey_lookup(ngx_http_request_t *r)
 {
     ngx_str_t                    key;
-    ngx_http_apikey_ctx_t       *ctx;
+    ngx_http_apikey_ctx_t       *ctx, saved;
     ngx_http_apikey_loc_conf_t  *alcf;
 
     /*
@@ -1016,12 +1036,16 @@ ngx_http_apikey_lookup(ngx_http_request_t *r)
 
     alcf = ngx_http_get_module_loc_conf(r, ngx_http_apikey_module);
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+    ctx = ngx_http_apikey_get_ctx(r);
+
+    ngx_memzero(&saved, sizeof(ngx_http_apikey_ctx_t));
 
     if (ctx != NULL) {
         if (ctx->db == alcf->db && ctx->sources == alcf->sources) {
             return ctx;
         }
+
+        saved = *ctx;
 
         ngx_memzero(ctx, sizeof(ngx_http_apikey_ctx_t));
 
@@ -1042,13 +1066,74 @@ ngx_http_apikey_lookup(ngx_http_request_t *r)
         return ctx;
     }
 
+    if (saved.hidden) {
+
+        /*
+         * the key has left its source already in this request (an
+         * internal redirect, another location's sources): the key found
+         * then is the key, checked against this location's database
+         */
+
+        ctx->hidden = 1;
+        ctx->source = saved.source;
+
+        if (saved.key.data == NULL) {
+            ctx->status = saved.status;
+            return ctx;
+        }
+
+        ctx->key = saved.key;
+        ngx_http_apikey_check(r, alcf->db, ctx, &ctx->key);
+
+        return ctx;
+    }
+
     if (ngx_http_apikey_find_key(r, alcf, ctx, &key) != NGX_OK) {
         return ctx;
     }
 
+    ctx->key = key;
+
     ngx_http_apikey_check(r, alcf->db, ctx, &key);
 
     return ctx;
+}
+
+
+static ngx_http_apikey_ctx_t *
+ngx_http_apikey_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t     *cln;
+    ngx_http_apikey_ctx_t  *ctx;
+
+    /*
+     * an internal redirect (error_page, try_files) clears the contexts;
+     * one whose key was hidden is found again through the marker that
+     * ngx_http_apikey_hide_all() left among the pool's cleanups
+     */
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_apikey_module);
+
+    if (ctx != NULL || !r->internal) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_apikey_hidden_marker) {
+            ctx = cln->data;
+            ngx_http_set_ctx(r, ctx, ngx_http_apikey_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_apikey_hidden_marker(void *data)
+{
+    /* void */
 }
 
 

@@ -63,6 +63,45 @@ $t->write_config(<<'EOF');
             proxy_pass http://127.0.0.1:%%PORT_1%%;
         }
 
+        location /tf/ {
+            apikey on;
+            try_files /nonexistent @tf;
+        }
+
+        location @tf {
+            apikey on;
+            add_header X-Apikey "$apikey_status|$apikey_source|$apikey_id"
+                       always;
+            proxy_pass http://127.0.0.1:%%PORT_1%%;
+        }
+
+        location /tf2/ {
+            apikey on;
+            try_files /nonexistent @tf2;
+        }
+
+        location @tf2 {
+            apikey on;
+            apikey_source header=X-API-Key;
+            add_header X-Apikey "$apikey_status|$apikey_source|$apikey_id"
+                       always;
+            proxy_pass http://127.0.0.1:%%PORT_1%%;
+        }
+
+        location /ep2/ {
+            apikey on;
+            apikey_scope admin;
+            error_page 403 = @noscope;
+            proxy_pass http://127.0.0.1:%%PORT_1%%;
+        }
+
+        location @noscope {
+            apikey on;
+            add_header X-Apikey "$apikey_status|$apikey_source|$apikey_id"
+                       always;
+            proxy_pass http://127.0.0.1:%%PORT_1%%;
+        }
+
         location / {
             apikey on;
             add_header X-Apikey "$apikey_status|$apikey_source|$apikey_id"
@@ -126,6 +165,29 @@ $r = req('/ep/b', 'Authorization' => "Bearer ${k1}x", 'Cookie' => 'a=1');
 is($r->{status}, 200, 'error_page 401 proxied');
 no_key('error_page 401', $r->{body});
 unlike($r->{body}, qr/^Authorization:/mi, 'error_page 401: no Bearer');
+
+# an internal redirect after the key was hidden (try_files, error_page)
+# keeps the key found before: the next location accepts it, even with
+# other sources, and its own scopes decide
+
+$r = req("/tf/a?api_key=$k1");
+is($r->{status}, 200, 'try_files after hide: 200');
+is(outcome($r), 'valid|query=api_key|alice', 'try_files after hide: valid');
+no_key('try_files after hide', $r->{body});
+
+$r = req('/tf2/a', 'Authorization' => "Bearer $k1");
+is(outcome($r), 'valid|authorization=Bearer|alice',
+   'try_files to other sources after hide: valid');
+no_key('try_files to other sources after hide', $r->{body});
+
+$r = req('/tf2/a');
+is($r->{status}, 401, 'try_files after hide, no key: 401');
+
+$r = req("/ep2/a?api_key=$k1");
+is($r->{status}, 200, 'error_page 403 to a location without the scope');
+is(outcome($r), 'valid|query=api_key|alice',
+   'error_page 403 to a location without the scope: valid there');
+no_key('error_page 403 to a location without the scope', $r->{body});
 
 # whitespace in Authorization: "Bearer<TAB>key" is a Bearer key, as
 # upstreams that split on whitespace read it
