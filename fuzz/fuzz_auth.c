@@ -26,6 +26,10 @@
     }
 
 
+#define akf_blank(c)                                                          \
+    ((c) == ' ' || (c) == '\t' || (c) == '\v' || (c) == '\f')
+
+
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -47,7 +51,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     int             rc;
     char            hint[AKC_HINT_MAX_LEN + 1];
-    size_t          slen;
+    size_t          slen, skip;
     akc_str_t       key;
     const char     *scheme;
     unsigned char  *value;
@@ -83,17 +87,23 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = akc_auth_parse(value, size, scheme, slen, &key);
 
     if (rc == AKC_OK) {
-        akf_assert(size >= slen);
-        akf_assert(strncasecmp((char *) value, scheme, slen) == 0);
-        akf_assert(size == slen || value[slen] == ' ');
 
-        akf_assert((unsigned char *) key.data >= value + slen);
+        /* blanks, the scheme, then a blank or nothing, then the key */
+
+        for (skip = 0; skip < size && akf_blank(value[skip]); skip++) {
+            /* void */
+        }
+
+        akf_assert(size - skip >= slen);
+        akf_assert(strncasecmp((char *) value + skip, scheme, slen) == 0);
+        akf_assert(size - skip == slen || akf_blank(value[skip + slen]));
+
+        akf_assert((unsigned char *) key.data >= value + skip + slen);
         akf_assert((unsigned char *) key.data + key.len <= value + size);
 
         if (key.len > 0) {
-            akf_assert(key.data[0] != ' ');
-            akf_assert(key.data[key.len - 1] != ' '
-                       && key.data[key.len - 1] != '\t');
+            akf_assert(!akf_blank(key.data[0]));
+            akf_assert(!akf_blank(key.data[key.len - 1]));
         }
 
         kind = akc_key_classify((unsigned char *) key.data, key.len);

@@ -485,6 +485,52 @@ checksum_vector(void **state)
 
 
 static void
+auth_parse(void **state)
+{
+    size_t     i;
+    akc_str_t  key;
+
+    static const struct {
+        const char  *value;
+        int          rc;
+        const char  *key;
+    } cases[] = {
+        { "Bearer abc", AKC_OK, "abc" },
+        { "bearer abc", AKC_OK, "abc" },
+        { "BEARER  abc  ", AKC_OK, "abc" },
+        { "Bearer\tabc\t", AKC_OK, "abc" },
+        { "Bearer\vabc", AKC_OK, "abc" },
+        { "Bearer\fabc", AKC_OK, "abc" },
+        { " \tBearer abc", AKC_OK, "abc" },
+        { "Bearer", AKC_OK, "" },
+        { "Bearer \t ", AKC_OK, "" },
+        { "Bearer a b", AKC_OK, "a b" },
+        { "Bearerabc", AKC_ERROR, NULL },
+        { "Bearer-abc", AKC_ERROR, NULL },
+        { "Basic abc", AKC_ERROR, NULL },
+        { "Beare", AKC_ERROR, NULL },
+        { "", AKC_ERROR, NULL },
+        { " ", AKC_ERROR, NULL },
+    };
+
+    /* "Bearer" and any blank after it, as upstreams that split read it */
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(akc_auth_parse((const unsigned char *)
+                                        cases[i].value,
+                                        strlen(cases[i].value), "Bearer", 6,
+                                        &key),
+                         cases[i].rc);
+
+        if (cases[i].rc == AKC_OK) {
+            assert_int_equal(key.len, strlen(cases[i].key));
+            assert_memory_equal(key.data, cases[i].key, key.len);
+        }
+    }
+}
+
+
+static void
 key_mask(void **state)
 {
     int     n;
@@ -2715,6 +2761,7 @@ main(void)
         cmocka_unit_test(checksum_vector),
         cmocka_unit_test(key_hint),
         cmocka_unit_test(key_mask),
+        cmocka_unit_test(auth_parse),
 
         cmocka_unit_test(hash_vector),
         cmocka_unit_test(hash_secret_differs),
