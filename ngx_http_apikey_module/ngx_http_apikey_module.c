@@ -1024,7 +1024,10 @@ static ngx_http_apikey_ctx_t *
 ngx_http_apikey_lookup(ngx_http_request_t *r)
 {
     ngx_str_t                    key;
-    ngx_http_apikey_ctx_t       *ctx, saved;
+    ngx_uint_t                   hidden;
+    akc_status_e                 status;
+    ngx_http_apikey_ctx_t       *ctx;
+    ngx_http_apikey_source_t    *source;
     ngx_http_apikey_loc_conf_t  *alcf;
 
     /*
@@ -1038,14 +1041,17 @@ ngx_http_apikey_lookup(ngx_http_request_t *r)
 
     ctx = ngx_http_apikey_get_ctx(r);
 
-    ngx_memzero(&saved, sizeof(ngx_http_apikey_ctx_t));
+    hidden = 0;
 
     if (ctx != NULL) {
         if (ctx->db == alcf->db && ctx->sources == alcf->sources) {
             return ctx;
         }
 
-        saved = *ctx;
+        hidden = ctx->hidden;
+        status = ctx->status;
+        source = ctx->source;
+        key = ctx->key;
 
         ngx_memzero(ctx, sizeof(ngx_http_apikey_ctx_t));
 
@@ -1066,7 +1072,7 @@ ngx_http_apikey_lookup(ngx_http_request_t *r)
         return ctx;
     }
 
-    if (saved.hidden) {
+    if (hidden) {
 
         /*
          * the key has left its source already in this request (an
@@ -1075,14 +1081,14 @@ ngx_http_apikey_lookup(ngx_http_request_t *r)
          */
 
         ctx->hidden = 1;
-        ctx->source = saved.source;
+        ctx->source = source;
 
-        if (saved.key.data == NULL) {
-            ctx->status = saved.status;
+        if (key.data == NULL) {
+            ctx->status = status;
             return ctx;
         }
 
-        ctx->key = saved.key;
+        ctx->key = key;
         ngx_http_apikey_check(r, alcf->db, ctx, &ctx->key);
 
         return ctx;
@@ -1309,6 +1315,10 @@ ngx_http_apikey_header_is(ngx_table_elt_t *h, ngx_str_t *name)
 
     if (h->key.len != name->len) {
         return 0;
+    }
+
+    if (ngx_strncmp(h->lowcase_key, name->data, name->len) == 0) {
+        return 1;
     }
 
     for (i = 0; i < name->len; i++) {
