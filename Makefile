@@ -26,6 +26,15 @@ CORE_DIR =      ngx_http_apikey_module
 CORE_SRC =      $(CORE_DIR)/apikey_core.c
 CORE_DEPS =     $(CORE_SRC) $(CORE_DIR)/apikey_core.h
 MODULE_SRCS =   $(CORE_DEPS) $(CORE_DIR)/ngx_http_apikey_module.c config
+CTL_DIR =       tools/apikeyctl
+CTL_SRCS =      $(CTL_DIR)/apikeyctl.c $(CTL_DIR)/actl_error.c \
+                $(CTL_DIR)/actl_mem.c $(CTL_DIR)/actl_db.c \
+                $(CTL_DIR)/actl_fields.c $(CTL_DIR)/actl_output.c \
+                $(CTL_DIR)/actl_init.c $(CTL_DIR)/actl_gen.c \
+                $(CTL_DIR)/actl_import.c $(CTL_DIR)/actl_import_read.c \
+                $(CTL_DIR)/actl_update.c $(CTL_DIR)/actl_list.c \
+                $(CTL_DIR)/actl_verify.c
+CTL_DEPS =      $(CTL_SRCS) $(CTL_DIR)/actl.h $(CORE_DEPS)
 CTL_LIBS =      -llmdb -lsodium -ljansson -lcsv -lz
 
 MODULE =        $(B)/ngx_http_apikey_module.so
@@ -81,9 +90,9 @@ endif
 module: $(MODULE)
 
 
-$(APIKEYCTL): tools/apikeyctl.c $(CORE_DEPS) | deps
+$(APIKEYCTL): $(CTL_DEPS) | deps
 	mkdir -p $(B)
-	$(CC) $(CFLAGS) $(WARN) -I$(CORE_DIR) -o $@ tools/apikeyctl.c \
+	$(CC) $(CFLAGS) $(WARN) -I$(CORE_DIR) -o $@ $(CTL_SRCS) \
 	    $(CORE_SRC) $(CTL_LIBS)
 
 # the unit tests run under AddressSanitizer and UBSan: the record

@@ -3,23 +3,20 @@
  * Copyright (C) ngx_http_apikey_module developers
  *
  * libFuzzer target: the rows of "apikeyctl import", CSV (fuzz_import_csv)
- * or JSONL (fuzz_import_jsonl, built with AKF_JSONL=1).  apikeyctl.c is
- * compiled in whole, its main() renamed, so the fuzzed code is the real
- * row code (libcsv or jansson, the field checks, the hashing, the
- * duplicate checks), not a copy.  As "apikeyctl import --skip-invalid"
- * does, the input goes through a pipe to apikeyctl's own line reader and
- * row parser, with no transaction; the rows kept are then written by
- * actl_import_write() in a write transaction on a scratch database,
- * aborted after each input.  The database holds one key (id "seeded")
- * from the start, so that updates and clashing ids are reached too.
+ * or JSONL (fuzz_import_jsonl, built with AKF_JSONL=1).  Every file of
+ * tools/apikeyctl/ is linked in, its main() renamed (-Dmain=actl_main),
+ * so the fuzzed code is the real row code (libcsv or jansson, the field
+ * checks, the hashing, the duplicate checks), not a copy.  As
+ * "apikeyctl import --skip-invalid" does, the input goes through a pipe
+ * to apikeyctl's own line reader and row parser, with no transaction;
+ * the rows kept are then written by actl_import_write() in a write
+ * transaction on a scratch database, aborted after each input.  The
+ * database holds one key (id "seeded") from the start, so that updates
+ * and clashing ids are reached too.
  */
 
 
-#define main  actl_main
-
-#include "../tools/apikeyctl.c"
-
-#undef main
+#include "actl.h"
 
 
 #ifndef AKF_JSONL

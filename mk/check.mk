@@ -96,17 +96,15 @@ $(FUZZ_DIR)/fuzz_%: fuzz/fuzz_%.c $(CORE_DEPS) | $(FUZZ_DEPS)
 	mkdir -p $(FUZZ_DIR)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(CORE_SRC) $(FUZZ_LIBS)
 
-$(FUZZ_DIR)/fuzz_import_csv: fuzz/fuzz_import.c tools/apikeyctl.c \
-                             $(CORE_DEPS) | $(FUZZ_DEPS)
+$(FUZZ_DIR)/fuzz_import_csv: fuzz/fuzz_import.c $(CTL_DEPS) | $(FUZZ_DEPS)
 	mkdir -p $(FUZZ_DIR)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-unused-function -DAKF_JSONL=0 \
-	    -o $@ $< $(CORE_SRC) $(CTL_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(CTL_DIR) -Dmain=actl_main \
+	    -DAKF_JSONL=0 -o $@ $< $(CTL_SRCS) $(CORE_SRC) $(CTL_LIBS)
 
-$(FUZZ_DIR)/fuzz_import_jsonl: fuzz/fuzz_import.c tools/apikeyctl.c \
-                               $(CORE_DEPS) | $(FUZZ_DEPS)
+$(FUZZ_DIR)/fuzz_import_jsonl: fuzz/fuzz_import.c $(CTL_DEPS) | $(FUZZ_DEPS)
 	mkdir -p $(FUZZ_DIR)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -Wno-unused-function -DAKF_JSONL=1 \
-	    -o $@ $< $(CORE_SRC) $(CTL_LIBS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(CTL_DIR) -Dmain=actl_main \
+	    -DAKF_JSONL=1 -o $@ $< $(CTL_SRCS) $(CORE_SRC) $(CTL_LIBS)
 
 fuzz: $(addprefix fuzz-,$(FUZZ_TARGETS))
 	@echo "fuzz: $(FUZZ_TARGETS): $(FUZZ_SECONDS) s each, no crash"
@@ -190,9 +188,9 @@ test: fuzz-smoke-build
 
 # ASan and UBSan
 
-$(ASAN_DIR)/apikeyctl: tools/apikeyctl.c $(CORE_DEPS) | deps
+$(ASAN_DIR)/apikeyctl: $(CTL_DEPS) | deps
 	mkdir -p $(ASAN_DIR)
-	$(CC) $(ASAN_CFLAGS) $(WARN) -I$(CORE_DIR) -o $@ tools/apikeyctl.c \
+	$(CC) $(ASAN_CFLAGS) $(WARN) -I$(CORE_DIR) -o $@ $(CTL_SRCS) \
 	    $(CORE_SRC) $(CTL_LIBS)
 
 $(ASAN_DIR)/core_test: t/unit/core_test.c $(CORE_DEPS) | deps-test

@@ -5,8 +5,8 @@
 
 cd "$(dirname "$0")/.." || exit 1
 
-files="ngx_http_apikey_module/*.c ngx_http_apikey_module/*.h tools/*.c
-       t/unit/*.c"
+files="ngx_http_apikey_module/*.c ngx_http_apikey_module/*.h
+       tools/apikeyctl/*.c tools/apikeyctl/*.h t/unit/*.c"
 rc=0
 
 for f in $files; do
@@ -25,8 +25,8 @@ if command -v cppcheck >/dev/null 2>&1; then
     cppcheck --quiet --error-exitcode=1 --std=c99 \
         --enable=warning,portability \
         --suppress=missingIncludeSystem \
-        -I ngx_http_apikey_module \
-        ngx_http_apikey_module/apikey_core.c tools/apikeyctl.c || rc=1
+        -I ngx_http_apikey_module -I tools/apikeyctl \
+        ngx_http_apikey_module/apikey_core.c tools/apikeyctl/*.c || rc=1
 else
     echo "lint: cppcheck not installed, skipped" >&2
 fi

@@ -1,0 +1,363 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * apikeyctl's internal header: what its files share, the types, the
+ * exit codes and limits, and the functions each file offers the others
+ * (and fuzz/fuzz_import.c).
+ */
+
+
+#ifndef _ACTL_H_INCLUDED_
+#define _ACTL_H_INCLUDED_
+
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <csv.h>
+#include <jansson.h>
+#include <lmdb.h>
+#include <sodium.h>
+
+#include "apikey_core.h"
+
+
+#define ACTL_VERSION            "0.1.0"
+
+#define ACTL_DEFAULT_DB         "/var/lib/apikey"
+#define ACTL_DEFAULT_SECRET     "/etc/nginx/apikey.secret"
+
+/* exit codes */
+#define ACTL_OK                 0
+#define ACTL_FAIL               1
+#define ACTL_USAGE              2
+#define ACTL_INVALID            3
+#define ACTL_REJECTED           4
+
+#define ACTL_GEN_MAX            1000000
+#define ACTL_DEFAULT_ID_LEN     16
+#define ACTL_FIELD_MAX          1024
+#define ACTL_LINE_MAX           (1024 * 1024)
+#define ACTL_READ_SIZE          65536
+#define ACTL_ERR_LEN            512
+#define ACTL_QUOTE_MAX          64
+#define ACTL_QUOTE_LEN          (4 * ACTL_QUOTE_MAX + sizeof("\"...\""))
+#define ACTL_A_KEY              "(an API key)"
+#define ACTL_LAG_RETRY_MS       100
+#define ACTL_LOCK_WAIT          2       /* seconds: workers check each 1 s */
+#define ACTL_SHOW_IDS_MAX       16
+#define ACTL_TIME_MAX           64
+#define ACTL_STDIN_KEY_LEN      1024
+#define ACTL_TABLE_COLS         7
+
+#define ACTL_CSV_LIST_HEADER                                                  \
+    "id,subject,scopes,plan,expires,not_before,disabled,hint,created"
+
+
+typedef struct {
+    const char             *cmd;
+    const char             *db;
+    const char             *secret_path;
+    MDB_env                *env;
+    akc_dbs_t               dbs;
+    akc_secret_t            secret;
+    int64_t                 now;
+    unsigned                lock_made:1;    /* lock.mdb made anew */
+} actl_ctx_t;
+
+
+typedef int (*actl_cmd_pt)(actl_ctx_t *ctx, int argc, char **argv);
+
+
+typedef struct {
+    const char             *name;
+    actl_cmd_pt             handler;
+    const char             *usage;
+} actl_cmd_t;
+
+
+/*
+ * libcsv and jansson grow the buffers that hold plaintext keys with
+ * realloc() and release them with free(), neither of which wipes; the
+ * allocation wrappers keep the size in a header so that every buffer
+ * can be wiped before it goes back to the allocator.
+ */
+
+typedef union {
+    size_t                  size;
+    max_align_t             align;
+} actl_mem_t;
+
+
+typedef enum {
+    ACTL_COL_KEY = 0,
+    ACTL_COL_HASH,
+    ACTL_COL_ID,
+    ACTL_COL_SUBJECT,
+    ACTL_COL_SCOPES,
+    ACTL_COL_PLAN,
+    ACTL_COL_EXPIRES,
+    ACTL_COL_NOT_BEFORE,
+    ACTL_COL_DISABLED,
+    ACTL_COL_HINT,
+    ACTL_COL_CREATED,
+    ACTL_COL_N
+} actl_col_e;
+
+
+typedef enum {
+    ACTL_OP_REVOKE = 0,
+    ACTL_OP_DISABLE,
+    ACTL_OP_ENABLE,
+    ACTL_OP_EXPIRE
+} actl_op_e;
+
+
+/* one input row, whatever the format: an empty value is an absent one */
+
+typedef struct {
+    const char             *data[ACTL_COL_N];
+    size_t                  len[ACTL_COL_N];
+} actl_fields_t;
+
+
+typedef struct {
+    unsigned char           hash[AKC_HASH_LEN];
+    uint64_t                line;
+} actl_seen_t;
+
+
+/* the hashes this import wrote, with their lines: in-file duplicates */
+
+typedef struct {
+    actl_seen_t            *entries;
+    uint32_t               *slots;      /* index + 1 in entries; 0: free */
+    size_t                  nentries;
+    size_t                  nalloc;
+    size_t                  nslots;     /* a power of two */
+} actl_set_t;
+
+
+typedef struct {
+    int                     fd;
+    char                   *buf;
+    char                   *line;
+    size_t                  pos;
+    size_t                  len;
+    size_t                  size;
+    uint64_t                number;
+    unsigned                eof:1;
+} actl_reader_t;
+
+
+/* a checked input row, kept until the write transaction */
+
+typedef struct {
+    unsigned char           hash[AKC_HASH_LEN];
+    uint64_t                line;
+    size_t                  off;        /* its encoded record in the arena */
+    size_t                  len;
+    unsigned                has_id:1;
+} actl_row_t;
+
+
+typedef struct {
+    actl_ctx_t             *ctx;
+    MDB_txn                *txn;
+    actl_set_t              seen;
+    actl_row_t             *rows;
+    size_t                  nrows;
+    size_t                  nrows_alloc;
+    unsigned char          *arena;
+    size_t                  arena_len;
+    size_t                  arena_size;
+    uint64_t                line;       /* the first line of the row */
+    uint64_t                added;
+    uint64_t                updated;
+    uint64_t                skipped;
+    int                     rc;
+    unsigned                skip_invalid:1;
+    unsigned                jsonl:1;
+
+    /* CSV */
+    unsigned                header:1;
+    unsigned                pending:1;  /* a row continues on next line */
+    unsigned                row_ended:1;
+    unsigned                colset;
+    int                     ncols;
+    int                     nfields;
+    int                     cols[ACTL_COL_N];
+    actl_fields_t           fields;
+    char                    store[ACTL_COL_N][ACTL_FIELD_MAX + 1];
+} actl_import_t;
+
+
+typedef struct {
+    char                    key[AKC_GEN_KEY_MAX_LEN + 1];
+    char                    id[ACTL_DEFAULT_ID_LEN + 1];
+} actl_genkey_t;
+
+
+typedef struct {
+    int                     pass;
+    size_t                  width[ACTL_TABLE_COLS];
+} actl_table_t;
+
+
+typedef int (*actl_each_pt)(actl_ctx_t *ctx, const akc_record_t *rec,
+    const unsigned char *hash, void *data);
+
+
+/* apikeyctl.c: main, the command table and the usage */
+
+void actl_usage(const char *name, FILE *fp);
+
+
+/* actl_error.c: usage and errors */
+
+int actl_check_args(actl_ctx_t *ctx, int argc, char **argv);
+int actl_has_key(const char *s, size_t len);
+int actl_option_error(actl_ctx_t *ctx, int c, char **argv);
+int actl_usage_error(actl_ctx_t *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void actl_error(actl_ctx_t *ctx, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void actl_mdb_error(actl_ctx_t *ctx, const char *call, int rc);
+const char *actl_quote(const char *s, size_t len,
+    char out[ACTL_QUOTE_LEN]);
+
+
+/* actl_mem.c: memory */
+
+void actl_no_core(void);
+void actl_sigbus_init(actl_ctx_t *ctx);
+void *actl_secure_malloc(size_t size);
+void *actl_secure_realloc(void *p, size_t size);
+void actl_secure_free(void *p);
+
+
+/* actl_db.c: the database */
+
+int actl_db_exists(actl_ctx_t *ctx);
+int actl_secret_create(actl_ctx_t *ctx);
+int actl_secret_load(actl_ctx_t *ctx);
+int actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode,
+    size_t mapsize);
+int actl_open(actl_ctx_t *ctx, unsigned flags);
+int actl_start(actl_ctx_t *ctx, unsigned flags, MDB_txn **txn);
+int actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags,
+    int check, MDB_txn **txn);
+int actl_commit(actl_ctx_t *ctx, MDB_txn **txn);
+void actl_close(actl_ctx_t *ctx);
+int actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
+    akc_record_t *rec);
+int actl_each(actl_ctx_t *ctx, MDB_txn *txn, const char *subject,
+    actl_each_pt handler, void *data);
+
+
+/* actl_fields.c: arguments and fields */
+
+int actl_parse_size(const char *s, size_t *size);
+int actl_parse_format(actl_ctx_t *ctx, const char *s,
+    const char **names);
+int actl_check_field(actl_col_e col, const char *s, size_t len,
+    char *err, size_t errlen);
+int actl_check_time(actl_col_e col, const char *s, size_t len,
+    int64_t now, int64_t *t, char *err, size_t errlen);
+int actl_check_times(int64_t not_before, int64_t expires, char *err,
+    size_t errlen);
+int actl_check_bool(const char *s, size_t len, unsigned *flags,
+    char *err, size_t errlen);
+int actl_check_hash(const char *s, size_t len,
+    unsigned char hash[AKC_HASH_LEN], char *err, size_t errlen);
+int actl_check_key(const char *s, size_t len, char *err,
+    size_t errlen);
+int actl_col_lookup(const char *name, size_t len);
+void actl_default_id(const unsigned char *hash,
+    char id[ACTL_DEFAULT_ID_LEN + 1]);
+
+extern const char  *actl_col_names[];
+
+
+/* actl_output.c: output formats */
+
+int actl_table_row(actl_ctx_t *ctx, const akc_record_t *rec,
+    const unsigned char *hash, void *data);
+int actl_json_row(actl_ctx_t *ctx, const akc_record_t *rec,
+    const unsigned char *hash, void *data);
+int actl_csv_out_row(actl_ctx_t *ctx, const akc_record_t *rec,
+    const unsigned char *hash, void *data);
+void actl_json_str(json_t *obj, const char *name, const char *s,
+    size_t len);
+void actl_json_time(json_t *obj, const char *name, int64_t t);
+const char *actl_time(int64_t t, char buf[AKC_TIME_LEN + 1]);
+
+
+/* actl_init.c: init */
+
+int actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_gen.c: gen */
+
+int actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_import.c: import */
+
+int actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv);
+int actl_import_keep(actl_import_t *imp, akc_record_t *rec,
+    const unsigned char *hash, int has_id, char *err, size_t errlen);
+int actl_import_write(actl_import_t *imp, int replace, int force,
+    size_t *replaced);
+void actl_import_free(actl_import_t *imp);
+int actl_import_result(actl_import_t *imp, int rc, const char *err);
+
+
+/* actl_import_read.c: the readers of import */
+
+int actl_reader_init(actl_reader_t *r, int fd);
+void actl_reader_free(actl_reader_t *r);
+int actl_import_csv(actl_import_t *imp, actl_reader_t *r,
+    const char *path);
+int actl_import_jsonl(actl_import_t *imp, actl_reader_t *r,
+    const char *path);
+
+
+/* actl_update.c: revoke, disable, enable, expire */
+
+int actl_cmd_revoke(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_disable(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_enable(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_expire(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_list.c: list, show, export */
+
+int actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_verify.c: verify */
+
+int actl_cmd_verify(actl_ctx_t *ctx, int argc, char **argv);
+
+
+#endif /* _ACTL_H_INCLUDED_ */

@@ -1,0 +1,298 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * apikeyctl: the arguments and the fields of a key, checked the same way
+ * whether from the command line, CSV or JSONL.
+ */
+
+
+#include "actl.h"
+
+
+const char  *actl_col_names[] = {
+    "key",
+    "hash",
+    "id",
+    "subject",
+    "scopes",
+    "plan",
+    "expires",
+    "not_before",
+    "disabled",
+    "hint",
+    "created"
+};
+
+
+/* arguments */
+
+int
+actl_parse_size(const char *s, size_t *size)
+{
+    size_t    i, shift;
+    uint64_t  n;
+
+    n = 0;
+
+    for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+        if (n > (UINT64_MAX - 9) / 10) {
+            return ACTL_USAGE;
+        }
+
+        n = n * 10 + (s[i] - '0');
+    }
+
+    if (i == 0) {
+        return ACTL_USAGE;
+    }
+
+    switch (s[i]) {
+    case '\0': shift = 0; break;
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case 't': case 'T': shift = 40; break;
+    default: return ACTL_USAGE;
+    }
+
+    if (shift != 0 && s[i + 1] != '\0') {
+        return ACTL_USAGE;
+    }
+
+    if (n == 0 || n > (SIZE_MAX >> shift)) {
+        return ACTL_USAGE;
+    }
+
+    *size = (size_t) (n << shift);
+
+    return ACTL_OK;
+}
+
+
+int
+actl_parse_format(actl_ctx_t *ctx, const char *s, const char **names)
+{
+    int  i;
+
+    for (i = 0; names[i] != NULL; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            return i;
+        }
+    }
+
+    actl_usage_error(ctx, "invalid format \"%s\"", s);
+
+    return -1;
+}
+
+
+/* fields */
+
+int
+actl_check_field(actl_col_e col, const char *s, size_t len, char *err,
+    size_t errlen)
+{
+    char  q[ACTL_QUOTE_LEN];
+
+    switch (col) {
+
+    case ACTL_COL_ID:
+        if (akc_id_valid(s, len)) {
+            return ACTL_OK;
+        }
+
+        snprintf(err, errlen, "invalid id %s (1 to %d letters, digits "
+                 "or \"._:@-\")", actl_quote(s, len, q), AKC_ID_MAX_LEN);
+        break;
+
+    case ACTL_COL_SUBJECT:
+        if (akc_text_valid(s, len, AKC_SUBJECT_MAX_LEN)) {
+            return ACTL_OK;
+        }
+
+        snprintf(err, errlen, "invalid subject %s (at most %d bytes of "
+                 "UTF-8, no control characters)", actl_quote(s, len, q),
+                 AKC_SUBJECT_MAX_LEN);
+        break;
+
+    case ACTL_COL_SCOPES:
+        if (akc_scopes_valid(s, len)) {
+            return ACTL_OK;
+        }
+
+        snprintf(err, errlen, "invalid scopes %s (comma-separated "
+                 "names of letters, digits or \"._:/*-\", at most %d "
+                 "bytes)", actl_quote(s, len, q), AKC_SCOPES_MAX_LEN);
+        break;
+
+    case ACTL_COL_PLAN:
+        if (akc_plan_valid(s, len)) {
+            return ACTL_OK;
+        }
+
+        snprintf(err, errlen, "invalid plan %s (at most %d letters, "
+                 "digits or \"._:-\")", actl_quote(s, len, q),
+                 AKC_PLAN_MAX_LEN);
+        break;
+
+    case ACTL_COL_HINT:
+        if (akc_text_valid(s, len, AKC_HINT_MAX_LEN)) {
+            return ACTL_OK;
+        }
+
+        snprintf(err, errlen, "invalid hint %s (at most %d bytes of "
+                 "UTF-8, no control characters)", actl_quote(s, len, q),
+                 AKC_HINT_MAX_LEN);
+        break;
+
+    default:
+        return ACTL_OK;
+    }
+
+    return ACTL_INVALID;
+}
+
+
+int
+actl_check_time(actl_col_e col, const char *s, size_t len, int64_t now,
+    int64_t *t, char *err, size_t errlen)
+{
+    char  q[ACTL_QUOTE_LEN];
+
+    if (len == 0) {
+        *t = 0;
+        return ACTL_OK;
+    }
+
+    if (len <= ACTL_TIME_MAX && akc_time_parse(s, len, now, t) == AKC_OK
+        && *t > 0)
+    {
+        return ACTL_OK;
+    }
+
+    snprintf(err, errlen, "invalid %s %s (now, an RFC 3339 time such as "
+             "2027-01-31T00:00:00Z, or a duration such as 30d; at most "
+             "9999-12-31T23:59:59Z)", actl_col_names[col],
+             actl_quote(s, len, q));
+
+    return ACTL_INVALID;
+}
+
+
+int
+actl_check_times(int64_t not_before, int64_t expires, char *err,
+    size_t errlen)
+{
+    if (not_before != 0 && expires != 0 && expires <= not_before) {
+        snprintf(err, errlen, "expires is not after not_before");
+        return ACTL_INVALID;
+    }
+
+    return ACTL_OK;
+}
+
+
+int
+actl_check_bool(const char *s, size_t len, unsigned *flags, char *err,
+    size_t errlen)
+{
+    char  q[ACTL_QUOTE_LEN];
+
+    if (len == 0
+        || (len == 5 && memcmp(s, "false", 5) == 0)
+        || (len == 1 && s[0] == '0'))
+    {
+        *flags = 0;
+        return ACTL_OK;
+    }
+
+    if ((len == 4 && memcmp(s, "true", 4) == 0) || (len == 1 && s[0] == '1'))
+    {
+        *flags = AKC_FLAG_DISABLED;
+        return ACTL_OK;
+    }
+
+    snprintf(err, errlen, "invalid disabled %s (true, false, 1 or 0)",
+             actl_quote(s, len, q));
+
+    return ACTL_INVALID;
+}
+
+
+int
+actl_check_hash(const char *s, size_t len, unsigned char hash[AKC_HASH_LEN],
+    char *err, size_t errlen)
+{
+    size_t  i;
+
+    if (len == 2 * AKC_HASH_LEN) {
+        for (i = 0; i < len; i++) {
+            if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            {
+                break;
+            }
+        }
+
+        if (i == len
+            && sodium_hex2bin(hash, AKC_HASH_LEN, s, len, NULL, NULL, NULL)
+               == 0)
+        {
+            return ACTL_OK;
+        }
+    }
+
+    snprintf(err, errlen, "invalid hash (%d lowercase hexadecimal "
+             "characters)", 2 * AKC_HASH_LEN);
+
+    return ACTL_INVALID;
+}
+
+
+/* never quotes the key */
+
+int
+actl_check_key(const char *s, size_t len, char *err, size_t errlen)
+{
+    switch (akc_key_classify((const unsigned char *) s, len)) {
+
+    case AKC_KEY_INVALID:
+        snprintf(err, errlen, "key is malformed (%d to %d printable ASCII "
+                 "characters, no spaces)", AKC_KEY_MIN_LEN, AKC_KEY_MAX_LEN);
+        return ACTL_INVALID;
+
+    case AKC_KEY_BAD_CHECKSUM:
+        snprintf(err, errlen, "key has the shape of a generated key but a "
+                 "wrong checksum");
+        return ACTL_INVALID;
+
+    default:
+        return ACTL_OK;
+    }
+}
+
+
+int
+actl_col_lookup(const char *name, size_t len)
+{
+    int  i;
+
+    for (i = 0; i < ACTL_COL_N; i++) {
+        if (strlen(actl_col_names[i]) == len
+            && memcmp(actl_col_names[i], name, len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+/* the default id: the first 8 bytes of the stored hash, deterministic */
+
+void
+actl_default_id(const unsigned char *hash, char id[ACTL_DEFAULT_ID_LEN + 1])
+{
+    sodium_bin2hex(id, ACTL_DEFAULT_ID_LEN + 1, hash, ACTL_DEFAULT_ID_LEN / 2);
+}

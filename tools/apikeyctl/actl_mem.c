@@ -1,0 +1,141 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * apikeyctl: the memory that holds keys and the secret: no core file,
+ * allocations that are wiped, and SIGBUS on a truncated mapped file.
+ */
+
+
+#include "actl.h"
+
+
+static void actl_sigbus_handler(int signo);
+
+
+/* what the SIGBUS handler writes: made before any file is mapped */
+static char    actl_sigbus_msg[1024];
+static size_t  actl_sigbus_len;
+
+
+/* core files would hold keys and the secret */
+
+void
+actl_no_core(void)
+{
+    struct rlimit  rl;
+
+    rl.rlim_cur = 0;
+    rl.rlim_max = 0;
+
+    (void) setrlimit(RLIMIT_CORE, &rl);
+    (void) prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+}
+
+
+/*
+ * A data file or lock file truncated while mapped makes the next access
+ * SIGBUS; akc_env_check() catches what was truncated before a
+ * transaction began, this what is truncated during one.
+ */
+
+void
+actl_sigbus_init(actl_ctx_t *ctx)
+{
+    int               n;
+    struct sigaction  sa;
+
+    n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
+                 "apikeyctl: %s: data file or lock file was truncated while "
+                 "in use\n", ctx->db);
+
+    if (n < 0 || (size_t) n >= sizeof(actl_sigbus_msg)) {
+        n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
+                     "apikeyctl: data file or lock file was truncated while "
+                     "in use\n");
+    }
+
+    actl_sigbus_len = (size_t) n;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sa.sa_handler = actl_sigbus_handler;
+    sigemptyset(&sa.sa_mask);
+
+    (void) sigaction(SIGBUS, &sa, NULL);
+}
+
+
+static void
+actl_sigbus_handler(int signo)
+{
+    ssize_t  n;
+
+    /* async-signal-safe only: write(2) and _exit(2) */
+
+    n = write(STDERR_FILENO, actl_sigbus_msg, actl_sigbus_len);
+    (void) n;
+
+    _exit(ACTL_FAIL);
+}
+
+
+/* allocation that wipes */
+
+void *
+actl_secure_malloc(size_t size)
+{
+    actl_mem_t  *m;
+
+    if (size > SIZE_MAX - sizeof(actl_mem_t)) {
+        return NULL;
+    }
+
+    m = malloc(sizeof(actl_mem_t) + size);
+    if (m == NULL) {
+        return NULL;
+    }
+
+    m->size = size;
+
+    return m + 1;
+}
+
+
+void *
+actl_secure_realloc(void *p, size_t size)
+{
+    void        *n;
+    actl_mem_t  *m;
+
+    if (p == NULL) {
+        return actl_secure_malloc(size);
+    }
+
+    m = (actl_mem_t *) p - 1;
+
+    n = actl_secure_malloc(size);
+    if (n == NULL) {
+        return NULL;
+    }
+
+    memcpy(n, p, m->size < size ? m->size : size);
+    actl_secure_free(p);
+
+    return n;
+}
+
+
+void
+actl_secure_free(void *p)
+{
+    actl_mem_t  *m;
+
+    if (p == NULL) {
+        return;
+    }
+
+    m = (actl_mem_t *) p - 1;
+
+    sodium_memzero(p, m->size);
+    free(m);
+}
