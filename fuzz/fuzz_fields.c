@@ -28,6 +28,10 @@
 #define AKF_FIELDS_MAX  1024
 
 
+#define akf_blank(c)                                                          \
+    ((c) == ' ' || (c) == '\t' || (c) == '\v' || (c) == '\f')
+
+
 #define akf_assert(expr)                                                      \
     if (!(expr)) {                                                            \
         abort();                                                              \
@@ -43,6 +47,8 @@ static void akf_decode(const akc_str_t *value);
 static size_t akf_others(int cookie, const unsigned char *in, size_t len,
     const char *name, size_t nlen, unsigned char *out);
 static size_t akf_empty(int cookie, const unsigned char *in, size_t len);
+static int akf_name_is(const unsigned char *raw, size_t len,
+    const char *name, size_t nlen, int nocase);
 
 
 static const char  *akf_names[] = {
@@ -163,7 +169,7 @@ akf_find(int cookie, const unsigned char *in, size_t len, const char *name,
     size_t nlen, akc_field_t *f, size_t max)
 {
     int             rc;
-    size_t          n, pos, last;
+    size_t          n, pos, last, e;
     const char     *v;
     unsigned char  *eq;
 
@@ -198,30 +204,40 @@ akf_find(int cookie, const unsigned char *in, size_t len, const char *name,
         akf_assert(v + f[n].value.len <= (const char *) in + f[n].end);
         akf_assert(memchr(v, cookie ? ';' : '&', f[n].value.len) == NULL);
 
+        /* the raw name, percent-decoded, is the name */
+
+        eq = memchr(in + f[n].start, '=', f[n].end - f[n].start);
+
         if (cookie) {
-            akf_assert(memcmp(in + f[n].start, name, nlen) == 0);
-            akf_assert(in[f[n].start + nlen] == '=');
+            akf_assert(eq != NULL);
+
+            e = eq - in;
+
+            while (e > f[n].start && akf_blank(in[e - 1])) {
+                e--;
+            }
+
+            akf_assert(akf_name_is(in + f[n].start, e - f[n].start, name,
+                                   nlen, 0));
+            akf_assert(!akf_blank(in[f[n].start]));
 
             if (f[n].start > 0) {
                 akf_assert(in[f[n].start - 1] == ';'
-                           || in[f[n].start - 1] == ' '
-                           || in[f[n].start - 1] == '\t');
+                           || akf_blank(in[f[n].start - 1]));
             }
 
         } else {
-            akf_assert(strncasecmp((const char *) in + f[n].start, name,
-                                   nlen) == 0);
             akf_assert(f[n].start == 0 || in[f[n].start - 1] == '&');
             akf_assert(f[n].end == len || in[f[n].end] == '&');
 
-            eq = memchr(in + f[n].start, '=', f[n].end - f[n].start);
-
             if (eq == NULL) {
-                akf_assert(f[n].end == f[n].start + nlen);
+                akf_assert(akf_name_is(in + f[n].start,
+                                       f[n].end - f[n].start, name, nlen, 1));
                 akf_assert(f[n].value.len == 0);
 
             } else {
-                akf_assert(eq == in + f[n].start + nlen);
+                akf_assert(akf_name_is(in + f[n].start, eq - in - f[n].start,
+                                       name, nlen, 1));
                 akf_assert(v == (const char *) eq + 1);
             }
         }
@@ -321,11 +337,11 @@ akf_others(int cookie, const unsigned char *in, size_t len, const char *name,
         s = i;
 
         if (cookie) {
-            while (s < e && (in[s] == ' ' || in[s] == '\t')) {
+            while (s < e && akf_blank(in[s])) {
                 s++;
             }
 
-            while (e > s && (in[e - 1] == ' ' || in[e - 1] == '\t')) {
+            while (e > s && akf_blank(in[e - 1])) {
                 e--;
             }
         }
@@ -377,10 +393,49 @@ akf_empty(int cookie, const unsigned char *in, size_t len)
             empty += (n == 0);
             n = 0;
 
-        } else if (!cookie || (in[i] != ' ' && in[i] != '\t')) {
+        } else if (!cookie || !akf_blank(in[i])) {
             n++;
         }
     }
 
     return empty + (len > 0 && n == 0);
+}
+
+
+/* raw, percent-decoded by the test's own decoder, is name */
+
+static int
+akf_name_is(const unsigned char *raw, size_t len, const char *name,
+    size_t nlen, int nocase)
+{
+    char      hex[3];
+    size_t    i, n;
+    unsigned  c;
+
+    n = 0;
+
+    for (i = 0; i < len; i++) {
+        c = raw[i];
+
+        if (c == '%' && len - i >= 3 && isxdigit(raw[i + 1])
+            && isxdigit(raw[i + 2]))
+        {
+            hex[0] = (char) raw[i + 1];
+            hex[1] = (char) raw[i + 2];
+            hex[2] = '\0';
+            c = (unsigned) strtoul(hex, NULL, 16);
+            i += 2;
+        }
+
+        if (n == nlen
+            || (nocase ? tolower(c) != tolower((unsigned char) name[n])
+                       : c != (unsigned char) name[n]))
+        {
+            return 0;
+        }
+
+        n++;
+    }
+
+    return n == nlen;
 }

@@ -1687,7 +1687,7 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
     /*
      * in without the field and one separator next to it, every other
      * byte kept in order: the following one ("a&k=1&b" is "a&b"), else
-     * the one before ("a&k=1" is "a"); for cookies, the spaces after
+     * the one before ("a&k=1" is "a"); for cookies, the blanks after
      * the separator go with it
      */
 
@@ -1696,22 +1696,19 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
 
     /* a cookie's value ends before the spaces that precede its ";" */
 
-    while (sep == ';' && end < len && (in[end] == ' ' || in[end] == '\t')) {
+    while (sep == ';' && end < len && akc_is_space(in[end])) {
         end++;
     }
 
     if (end < len && in[end] == (unsigned char) sep) {
         end++;
 
-        while (sep == ';' && end < len && (in[end] == ' ' || in[end] == '\t'))
-        {
+        while (sep == ';' && end < len && akc_is_space(in[end])) {
             end++;
         }
 
     } else {
-        while (sep == ';' && start > 0
-               && (in[start - 1] == ' ' || in[start - 1] == '\t'))
-        {
+        while (sep == ';' && start > 0 && akc_is_space(in[start - 1])) {
             start--;
         }
 
