@@ -355,9 +355,10 @@ int actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv);
 
 
-/* actl_verify.c: verify */
+/* actl_verify.c: verify, hash */
 
 int actl_cmd_verify(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_hash(actl_ctx_t *ctx, int argc, char **argv);
 
 
 #endif /* _ACTL_H_INCLUDED_ */

@@ -240,6 +240,12 @@ actl_check_args(actl_ctx_t *ctx, int argc, char **argv)
             return ACTL_INVALID;
         }
 
+        if (strcmp(ctx->cmd, "hash") == 0) {
+            return actl_usage_error(ctx, "argument %d holds an API key (not "
+                                    "shown); \"hash\" reads the key from "
+                                    "standard input", i);
+        }
+
         return actl_usage_error(ctx, "argument %d holds an API key (not "
                                 "shown); only \"verify\" takes a key", i);
     }

@@ -2,7 +2,8 @@
 /*
  * Copyright (C) ngx_http_apikey_module developers
  *
- * apikeyctl verify: a key checked as nginx checks it.
+ * apikeyctl verify and hash: a key checked as nginx checks it, and its
+ * keyed hash.
  */
 
 
@@ -89,6 +90,68 @@ wipe:
     if (key != buf) {
         sodium_memzero(key, len);
     }
+
+    sodium_memzero(buf, sizeof(buf));
+
+    return rc;
+}
+
+
+int
+actl_cmd_hash(actl_ctx_t *ctx, int argc, char **argv)
+{
+    int            c, rc;
+    size_t         len;
+    unsigned char  hash[AKC_HASH_LEN];
+    char           err[ACTL_ERR_LEN], hex[2 * AKC_HASH_LEN + 1];
+    char           buf[ACTL_STDIN_KEY_LEN];
+
+    static struct option  options[] = {
+        { NULL, 0, NULL, 0 }
+    };
+
+    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+        return actl_option_error(ctx, c, argv);
+    }
+
+    /* whatever it is, an argument could be a key: it is not shown */
+
+    if (optind != argc) {
+        return actl_usage_error(ctx, "takes no argument (not shown); the "
+                                "key is read from standard input");
+    }
+
+    if (actl_read_stdin_key(buf, sizeof(buf), &len) != ACTL_OK) {
+        actl_error(ctx, "read from standard input failed: %s",
+                   strerror(errno));
+        rc = ACTL_FAIL;
+        goto wipe;
+    }
+
+    if (len == 0) {
+        actl_error(ctx, "no key on standard input");
+        rc = ACTL_INVALID;
+        goto wipe;
+    }
+
+    rc = actl_check_key(buf, len, err, sizeof(err));
+    if (rc != ACTL_OK) {
+        actl_error(ctx, "%s", err);
+        goto wipe;
+    }
+
+    rc = actl_secret_load(ctx);
+    if (rc != ACTL_OK) {
+        goto wipe;
+    }
+
+    akc_hash(&ctx->secret, (unsigned char *) buf, len, hash);
+
+    sodium_bin2hex(hex, sizeof(hex), hash, AKC_HASH_LEN);
+
+    printf("%s\n", hex);
+
+wipe:
 
     sodium_memzero(buf, sizeof(buf));
 

@@ -54,6 +54,7 @@ static actl_cmd_t  actl_commands[] = {
 
     { "show", actl_cmd_show, "show ID [--format text|json]" },
     { "verify", actl_cmd_verify, "verify [KEY|-]" },
+    { "hash", actl_cmd_hash, "hash" },
     { "export", actl_cmd_export, "export [--format csv|jsonl]" },
     { "help", actl_cmd_help, "help" },
 
