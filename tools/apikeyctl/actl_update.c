@@ -10,7 +10,10 @@
 
 
 static int actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
-    int64_t at);
+    int64_t at, int ignore_missing);
+static int actl_read_ids(actl_ctx_t *ctx, char **buf, char ***ids,
+    size_t *n);
+static int actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id);
 static int actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     actl_op_e op, int64_t at);
 
@@ -18,44 +21,50 @@ static int actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
 int
 actl_cmd_revoke(actl_ctx_t *ctx, int argc, char **argv)
 {
-    return actl_update(ctx, argc, argv, ACTL_OP_REVOKE, 0);
+    return actl_update(ctx, argc, argv, ACTL_OP_REVOKE, 0, 0);
 }
 
 
 int
 actl_cmd_disable(actl_ctx_t *ctx, int argc, char **argv)
 {
-    return actl_update(ctx, argc, argv, ACTL_OP_DISABLE, 0);
+    return actl_update(ctx, argc, argv, ACTL_OP_DISABLE, 0, 0);
 }
 
 
 int
 actl_cmd_enable(actl_ctx_t *ctx, int argc, char **argv)
 {
-    return actl_update(ctx, argc, argv, ACTL_OP_ENABLE, 0);
+    return actl_update(ctx, argc, argv, ACTL_OP_ENABLE, 0, 0);
 }
 
 
 int
 actl_cmd_expire(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int           c;
+    int           c, ignore;
     char          err[ACTL_ERR_LEN];
     int64_t       at;
     const char   *when;
 
     static struct option  options[] = {
-        { "at",         required_argument, NULL, 'a' },
+        { "at",             required_argument, NULL, 'a' },
+        { "ignore-missing", no_argument,       NULL, 'i' },
         { NULL, 0, NULL, 0 }
     };
 
     when = NULL;
+    ignore = 0;
 
     while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (c) {
 
         case 'a':
             when = optarg;
+            break;
+
+        case 'i':
+            ignore = 1;
             break;
 
         default:
@@ -79,25 +88,37 @@ actl_cmd_expire(actl_ctx_t *ctx, int argc, char **argv)
     }
 
     return actl_update(ctx, argc - optind + 1, argv + optind - 1,
-                       ACTL_OP_EXPIRE, at);
+                       ACTL_OP_EXPIRE, at, ignore);
 }
 
 
 static int
 actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
-    int64_t at)
+    int64_t at, int ignore_missing)
 {
-    int       i, c, rc;
-    MDB_txn  *txn;
-    char      t[AKC_TIME_LEN + 1];
+    int             c, rc;
+    char           *buf, **ids;
+    size_t          i, n;
+    MDB_txn        *txn;
+    unsigned char  *missing;
+    char            t[AKC_TIME_LEN + 1], q[ACTL_QUOTE_LEN];
 
     static struct option  options[] = {
+        { "ignore-missing", no_argument,       NULL, 'i' },
         { NULL, 0, NULL, 0 }
     };
 
     if (op != ACTL_OP_EXPIRE) {
         while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-            return actl_option_error(ctx, c, argv);
+            switch (c) {
+
+            case 'i':
+                ignore_missing = 1;
+                break;
+
+            default:
+                return actl_option_error(ctx, c, argv);
+            }
         }
 
     } else {
@@ -106,18 +127,65 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     }
 
     if (optind == argc) {
-        return actl_usage_error(ctx, "expected one or more IDs");
+        return actl_usage_error(ctx, "expected one or more IDs, or \"-\" "
+                                "for standard input");
     }
 
+    for (c = optind; c < argc; c++) {
+        if (strcmp(argv[c], "-") == 0 && argc - optind > 1) {
+            return actl_usage_error(ctx, "\"-\" (standard input) must be "
+                                    "the only ID");
+        }
+    }
+
+    buf = NULL;
+    missing = NULL;
     txn = NULL;
+
+    if (strcmp(argv[optind], "-") == 0) {
+        rc = actl_read_ids(ctx, &buf, &ids, &n);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+
+    } else {
+        ids = argv + optind;
+        n = argc - optind;
+    }
+
+    missing = calloc(n, 1);
+    if (missing == NULL) {
+        actl_error(ctx, "calloc() failed: %s", strerror(errno));
+        rc = ACTL_FAIL;
+        goto free;
+    }
 
     rc = actl_start(ctx, 0, &txn);
     if (rc != ACTL_OK) {
-        return rc;
+        goto free;
     }
 
-    for (i = optind; i < argc; i++) {
-        rc = actl_update_one(ctx, txn, argv[i], op, at);
+    for (i = 0; i < n; i++) {
+
+        /* --ignore-missing: an unknown id is reported and passed over */
+
+        if (ignore_missing) {
+            rc = actl_id_missing(ctx, txn, ids[i]);
+
+            if (rc == 1) {
+                actl_error(ctx, "no key with id %s, ignored",
+                           actl_quote(ids[i], strlen(ids[i]), q));
+                missing[i] = 1;
+                continue;
+            }
+
+            if (rc == -1) {
+                rc = ACTL_FAIL;
+                goto abort;
+            }
+        }
+
+        rc = actl_update_one(ctx, txn, ids[i], op, at);
         if (rc != ACTL_OK) {
             goto abort;
         }
@@ -135,23 +203,27 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
         goto abort;
     }
 
-    for (i = optind; i < argc; i++) {
+    for (i = 0; i < n; i++) {
+        if (missing[i]) {
+            continue;
+        }
+
         switch (op) {
 
         case ACTL_OP_REVOKE:
-            printf("revoked \"%s\"\n", argv[i]);
+            printf("revoked \"%s\"\n", ids[i]);
             break;
 
         case ACTL_OP_DISABLE:
-            printf("disabled \"%s\"\n", argv[i]);
+            printf("disabled \"%s\"\n", ids[i]);
             break;
 
         case ACTL_OP_ENABLE:
-            printf("enabled \"%s\"\n", argv[i]);
+            printf("enabled \"%s\"\n", ids[i]);
             break;
 
         case ACTL_OP_EXPIRE:
-            printf("expires \"%s\" at %s\n", argv[i], actl_time(at, t));
+            printf("expires \"%s\" at %s\n", ids[i], actl_time(at, t));
             break;
         }
     }
@@ -164,7 +236,182 @@ abort:
 
     actl_close(ctx);
 
+free:
+
+    free(missing);
+
+    if (buf != NULL) {
+        free(ids);
+        actl_secure_free(buf);
+    }
+
     return rc;
+}
+
+
+/*
+ * The ids of "-": standard input, one a line, blank lines ignored; a
+ * line that holds a key is refused and not shown.
+ */
+
+static int
+actl_read_ids(actl_ctx_t *ctx, char **bufp, char ***idsp, size_t *np)
+{
+    char     *buf, *p, *end, *nl, *nb, **ids;
+    size_t    len, size, n, line, ln;
+    ssize_t   nr;
+
+    buf = NULL;
+    ids = NULL;
+    len = 0;
+    size = 0;
+
+    for ( ;; ) {
+        if (len == size) {
+            size = size ? 2 * size : ACTL_READ_SIZE;
+
+            nb = actl_secure_realloc(buf, size + 1);
+            if (nb == NULL) {
+                actl_error(ctx, "realloc() failed: %s", strerror(errno));
+                goto failed;
+            }
+
+            buf = nb;
+        }
+
+        nr = read(STDIN_FILENO, buf + len, size - len);
+
+        if (nr == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            actl_error(ctx, "read from standard input failed: %s",
+                       strerror(errno));
+            goto failed;
+        }
+
+        if (nr == 0) {
+            break;
+        }
+
+        len += nr;
+    }
+
+    buf[len] = '\0';
+
+    /* at most one id a line and a line per two bytes, "x\n" */
+
+    ids = malloc((len / 2 + 1) * sizeof(char *));
+    if (ids == NULL) {
+        actl_error(ctx, "malloc() failed: %s", strerror(errno));
+        goto failed;
+    }
+
+    n = 0;
+    line = 0;
+
+    for (p = buf, end = buf + len; p < end; p = nl + 1) {
+        line++;
+
+        nl = memchr(p, '\n', end - p);
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        ln = nl - p;
+
+        if (ln > 0 && p[ln - 1] == '\r') {
+            ln--;
+        }
+
+        if (actl_has_key(p, ln)) {
+            actl_error(ctx, "line %zu of standard input holds an API key "
+                       "(not shown); \"apikeyctl verify -\" reads a key "
+                       "from standard input and prints its id", line);
+            goto invalid;
+        }
+
+        while (ln > 0 && (p[ln - 1] == ' ' || p[ln - 1] == '\t')) {
+            ln--;
+        }
+
+        while (ln > 0 && (p[0] == ' ' || p[0] == '\t')) {
+            p++;
+            ln--;
+        }
+
+        if (ln == 0) {
+            continue;
+        }
+
+        if (memchr(p, '\0', ln) != NULL) {
+            actl_error(ctx, "line %zu of standard input is not an id (a NUL "
+                       "byte)", line);
+            goto invalid;
+        }
+
+        p[ln] = '\0';
+        ids[n++] = p;
+    }
+
+    if (n == 0) {
+        actl_error(ctx, "no id on standard input");
+        goto invalid;
+    }
+
+    *bufp = buf;
+    *idsp = ids;
+    *np = n;
+
+    return ACTL_OK;
+
+invalid:
+
+    free(ids);
+    actl_secure_free(buf);
+
+    return ACTL_INVALID;
+
+failed:
+
+    free(ids);
+    actl_secure_free(buf);
+
+    return ACTL_FAIL;
+}
+
+
+/* 1: no such id, 0: it is there, -1: an error, already reported */
+
+static int
+actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id)
+{
+    int      rc;
+    size_t   len;
+    MDB_val  k, v;
+
+    len = strlen(id);
+
+    if (!akc_id_valid(id, len)) {
+        return 1;
+    }
+
+    k.mv_size = len;
+    k.mv_data = (void *) id;
+
+    rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return 1;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(ctx, "mdb_get", rc);
+        return -1;
+    }
+
+    return 0;
 }
 
 

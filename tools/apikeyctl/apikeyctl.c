@@ -44,10 +44,11 @@ static actl_cmd_t  actl_commands[] = {
       "import [--format csv|jsonl] [--replace [--force]] [--dry-run]\n"
       "                   [--skip-invalid] FILE|-" },
 
-    { "revoke", actl_cmd_revoke, "revoke ID..." },
-    { "disable", actl_cmd_disable, "disable ID..." },
-    { "enable", actl_cmd_enable, "enable ID..." },
-    { "expire", actl_cmd_expire, "expire ID... --at WHEN" },
+    { "revoke", actl_cmd_revoke, "revoke [--ignore-missing] ID...|-" },
+    { "disable", actl_cmd_disable, "disable [--ignore-missing] ID...|-" },
+    { "enable", actl_cmd_enable, "enable [--ignore-missing] ID...|-" },
+    { "expire", actl_cmd_expire,
+      "expire [--ignore-missing] ID...|- --at WHEN" },
 
     { "list", actl_cmd_list,
       "list [--subject S] [--format table|json|csv]" },
