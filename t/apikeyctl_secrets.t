@@ -131,7 +131,17 @@ no_key('list --subject KEY', $out, $err);
 is($rc, 2, 'list KEY exit code');
 is($err, "apikeyctl: list: argument 1 holds an API key (not shown); only "
    . "\"verify\" takes a key\nusage:\n  apikeyctl list [--subject S] "
-   . "[--format table|json|csv]\n", 'list KEY message');
+   . "[--plan P]\n                 [--status valid|expired|disabled|"
+   . "not_yet_valid]\n                 [--expiring-within DURATION]\n"
+   . "                 [--format table|json|csv]\n", 'list KEY message');
+
+for my $opt ('--plan', '--status', '--expiring-within') {
+    ($rc, $out, $err) = $t->ctl('list', $opt, $key);
+    is($rc, 2, "list $opt KEY exit code");
+    like($err, qr/^\Qapikeyctl: list: the argument of $opt holds an API key (not shown)\E/,
+         "list $opt KEY message");
+    no_key("list $opt KEY", $out, $err);
+}
 
 ($rc, $out, $err) = $t->ctl('import', $key);
 is($rc, 2, 'import KEY exit code');

@@ -9,6 +9,24 @@
 #include "actl.h"
 
 
+/* the filters of list beyond the subject, which actl_each() applies */
+
+typedef struct {
+    const char             *plan;
+    akc_status_e            status;     /* AKC_STATUS_NONE: any */
+    int64_t                 until;      /* expiring by then; 0: any */
+    actl_each_pt            handler;
+    void                   *data;
+} actl_filter_t;
+
+
+static int actl_parse_status(const char *s, akc_status_e *status);
+static int actl_parse_duration(actl_ctx_t *ctx, const char *s,
+    int64_t *until);
+static int actl_filter_row(actl_ctx_t *ctx, const akc_record_t *rec,
+    const unsigned char *hash, void *data);
+
+
 static const char  *actl_table_header[] = {
     "ID", "SUBJECT", "PLAN", "SCOPES", "STATUS", "EXPIRES", "HINT"
 };
@@ -17,27 +35,54 @@ static const char  *actl_table_header[] = {
 int
 actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int            c, rc, format;
-    MDB_txn       *txn;
-    const char    *subject;
-    actl_table_t   table;
+    int             c, rc, format;
+    MDB_txn        *txn;
+    const char     *subject;
+    actl_table_t    table;
+    actl_filter_t   filter;
 
     static const char  *formats[] = { "table", "json", "csv", NULL };
 
     static struct option  options[] = {
-        { "subject",    required_argument, NULL, 'S' },
-        { "format",     required_argument, NULL, 'f' },
+        { "subject",          required_argument, NULL, 'S' },
+        { "plan",             required_argument, NULL, 'p' },
+        { "status",           required_argument, NULL, 't' },
+        { "expiring-within",  required_argument, NULL, 'e' },
+        { "format",           required_argument, NULL, 'f' },
         { NULL, 0, NULL, 0 }
     };
 
     subject = NULL;
     format = 0;
 
+    memset(&filter, 0, sizeof(actl_filter_t));
+
     while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
         switch (c) {
 
         case 'S':
             subject = optarg;
+            break;
+
+        case 'p':
+            filter.plan = optarg;
+            break;
+
+        case 't':
+            if (actl_parse_status(optarg, &filter.status) != ACTL_OK) {
+                return actl_usage_error(ctx, "invalid status \"%s\" "
+                                        "(valid, expired, disabled or "
+                                        "not_yet_valid)", optarg);
+            }
+            break;
+
+        case 'e':
+            if (actl_parse_duration(ctx, optarg, &filter.until) != ACTL_OK)
+            {
+                return actl_usage_error(ctx, "invalid duration \"%s\" "
+                                        "(such as 30d, 12h, 15m, 90s or "
+                                        "2w)", optarg);
+            }
             break;
 
         case 'f':
@@ -75,7 +120,10 @@ actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv)
             table.width[c] = strlen(actl_table_header[c]);
         }
 
-        rc = actl_each(ctx, txn, subject, actl_table_row, &table);
+        filter.handler = actl_table_row;
+        filter.data = &table;
+
+        rc = actl_each(ctx, txn, subject, actl_filter_row, &filter);
         if (rc != ACTL_OK) {
             break;
         }
@@ -88,16 +136,18 @@ actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv)
 
         printf("%s\n", actl_table_header[c]);
 
-        rc = actl_each(ctx, txn, subject, actl_table_row, &table);
+        rc = actl_each(ctx, txn, subject, actl_filter_row, &filter);
         break;
 
     case 1:
-        rc = actl_each(ctx, txn, subject, actl_json_row, NULL);
+        filter.handler = actl_json_row;
+        rc = actl_each(ctx, txn, subject, actl_filter_row, &filter);
         break;
 
     default:
         printf("%s\n", ACTL_CSV_LIST_HEADER);
-        rc = actl_each(ctx, txn, subject, actl_csv_out_row, NULL);
+        filter.handler = actl_csv_out_row;
+        rc = actl_each(ctx, txn, subject, actl_filter_row, &filter);
         break;
     }
 
@@ -106,6 +156,92 @@ actl_cmd_list(actl_ctx_t *ctx, int argc, char **argv)
     actl_close(ctx);
 
     return rc;
+}
+
+
+static int
+actl_parse_status(const char *s, akc_status_e *status)
+{
+    size_t  i;
+
+    static akc_status_e  statuses[] = {
+        AKC_STATUS_VALID, AKC_STATUS_EXPIRED, AKC_STATUS_DISABLED,
+        AKC_STATUS_NOT_YET_VALID
+    };
+
+    for (i = 0; i < sizeof(statuses) / sizeof(statuses[0]); i++) {
+        if (strcmp(s, akc_status_name(statuses[i])) == 0) {
+            *status = statuses[i];
+            return ACTL_OK;
+        }
+    }
+
+    return ACTL_USAGE;
+}
+
+
+/* a duration from now only (30d, 12h, 15m, 90s, 2w): no time, no "now" */
+
+static int
+actl_parse_duration(actl_ctx_t *ctx, const char *s, int64_t *until)
+{
+    size_t  i, len;
+
+    len = strlen(s);
+
+    if (len < 2) {
+        return ACTL_USAGE;
+    }
+
+    for (i = 0; i < len - 1; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return ACTL_USAGE;
+        }
+    }
+
+    if (akc_time_parse(s, len, ctx->now, until) != AKC_OK) {
+        return ACTL_USAGE;
+    }
+
+    return ACTL_OK;
+}
+
+
+static int
+actl_filter_row(actl_ctx_t *ctx, const akc_record_t *rec,
+    const unsigned char *hash, void *data)
+{
+    size_t          len;
+    actl_filter_t  *filter;
+
+    filter = data;
+
+    if (filter->plan != NULL) {
+        len = strlen(filter->plan);
+
+        if (rec->plan.len != len
+            || memcmp(rec->plan.data, filter->plan, len) != 0)
+        {
+            return ACTL_OK;
+        }
+    }
+
+    if (filter->status != AKC_STATUS_NONE
+        && akc_record_status(rec, ctx->now) != filter->status)
+    {
+        return ACTL_OK;
+    }
+
+    /* not expired yet, and expiring by then */
+
+    if (filter->until != 0
+        && (rec->expires == 0 || rec->expires <= ctx->now
+            || rec->expires > filter->until))
+    {
+        return ACTL_OK;
+    }
+
+    return filter->handler(ctx, rec, hash, filter->data);
 }
 
 

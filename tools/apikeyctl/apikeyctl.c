@@ -51,7 +51,10 @@ static actl_cmd_t  actl_commands[] = {
       "expire [--ignore-missing] ID...|- --at WHEN" },
 
     { "list", actl_cmd_list,
-      "list [--subject S] [--format table|json|csv]" },
+      "list [--subject S] [--plan P]\n"
+      "                 [--status valid|expired|disabled|not_yet_valid]\n"
+      "                 [--expiring-within DURATION]\n"
+      "                 [--format table|json|csv]" },
 
     { "show", actl_cmd_show, "show ID [--format text|json]" },
     { "verify", actl_cmd_verify, "verify [KEY|-]" },
