@@ -55,6 +55,7 @@ static inline int akc_decode_str(const unsigned char **pp,
 static int akc_parse_digits(const char *s, size_t n, int *out);
 static int akc_utf8_valid(const unsigned char *p, size_t len);
 static int akc_hex_digit(unsigned c);
+static int akc_free_pages(MDB_txn *txn, uint64_t *count);
 static int akc_is_space(unsigned c);
 static int akc_name_is(const unsigned char *raw, size_t len,
     const char *name, size_t name_len, int nocase);
@@ -1321,6 +1322,38 @@ akc_meta_strerror(int rc)
 }
 
 
+static int
+akc_free_pages(MDB_txn *txn, uint64_t *count)
+{
+    int          rc;
+    size_t       n;
+    MDB_val      key, val;
+    MDB_cursor  *c;
+
+    /* the pages of LMDB's free list (database 0): each record an IDL */
+
+    *count = 0;
+
+    rc = mdb_cursor_open(txn, 0, &c);
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    while ((rc = mdb_cursor_get(c, &key, &val, MDB_NEXT)) == MDB_SUCCESS) {
+        if (val.mv_size < sizeof(size_t)) {
+            continue;
+        }
+
+        memcpy(&n, val.mv_data, sizeof(size_t));
+        *count += n;
+    }
+
+    mdb_cursor_close(c);
+
+    return (rc == MDB_NOTFOUND) ? MDB_SUCCESS : rc;
+}
+
+
 int
 akc_env_check(MDB_txn *txn, int write)
 {
@@ -1328,6 +1361,7 @@ akc_env_check(MDB_txn *txn, int write)
     long              os_psize;
     size_t            txnid;
     MDB_env          *env;
+    uint64_t          have, need, nfree;
     MDB_stat          ms;
     struct stat       st;
     MDB_envinfo       info;
@@ -1375,10 +1409,27 @@ akc_env_check(MDB_txn *txn, int write)
         return rc;
     }
 
-    if ((uint64_t) st.st_size
-        < ((uint64_t) info.me_last_pgno + 1) * ms.ms_psize)
-    {
-        return AKC_ETRUNCATED;
+    /*
+     * A page allocated and freed again within one transaction is never
+     * written, so the file may end before the last page the meta page
+     * claims; but such pages are free.  Fewer pages than the used ones
+     * is a file cut short.
+     */
+
+    have = (uint64_t) st.st_size / ms.ms_psize;
+    need = (uint64_t) info.me_last_pgno + 1;
+
+    /* LMDB reads the free list in read transactions only */
+
+    if (have < need && !write) {
+        rc = akc_free_pages(txn, &nfree);
+        if (rc != MDB_SUCCESS) {
+            return rc;
+        }
+
+        if (have + nfree < need) {
+            return AKC_ETRUNCATED;
+        }
     }
 
     txnid = mdb_txn_id(txn);

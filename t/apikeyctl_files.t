@@ -36,8 +36,14 @@ copy("$db/data.mdb", $good) or die "copy: $!";
 my $size = -s $good;
 ok($size > 4 * 65536, 'a database larger than 256 KB');
 
+# found by the check as a transaction begins, or by the SIGBUS of the
+# first page read past the end (the check counts LMDB's free pages, which
+# may lie past the end)
+
 my $truncated = qq{apikeyctl: open "$db": data.mdb is shorter than the }
                 . q{pages it claims (truncated?): restore it from a backup};
+my $sigbus = qq{apikeyctl: $db: data.mdb or lock.mdb ends before a page }
+             . q{read from it (truncated?): restore it from a backup};
 
 for my $cut (int($size / 2 / 4096) * 4096, 65536) {
     truncate("$db/data.mdb", $cut) or die "truncate: $!";
@@ -47,7 +53,8 @@ for my $cut (int($size / 2 / 4096) * 4096, 65536) {
     {
         ($rc, $out, $err) = $t->ctl(@$cmd);
         is($rc, 1, "@$cmd on data.mdb cut to $cut exit code");
-        like($err, qr/^\Q$truncated\E; nothing was (?:read|changed)$/m,
+        like($err, qr/^(?:\Q$truncated\E; nothing was (?:read|changed)
+                        |\Q$sigbus\E)$/mx,
              "@$cmd on data.mdb cut to $cut message");
     }
 
@@ -89,7 +96,7 @@ waitpid($pid, 0);
 is($? & 127 ? 128 + ($? & 127) : $? >> 8, 1,
    'list with data.mdb truncated meanwhile exit code');
 is(Apikey::Harness::slurp("$prefix/bus.err"),
-   "apikeyctl: $db: data file or lock file was truncated while in use\n",
+   "$sigbus\n",
    'list with data.mdb truncated meanwhile message');
 
 copy($good, "$db/data.mdb") or die "copy: $!";

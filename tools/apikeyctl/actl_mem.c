@@ -46,13 +46,14 @@ actl_sigbus_init(actl_ctx_t *ctx)
     struct sigaction  sa;
 
     n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
-                 "apikeyctl: %s: data file or lock file was truncated while "
-                 "in use\n", ctx->db);
+                 "apikeyctl: %s: data.mdb or lock.mdb ends before a page "
+                 "read from it (truncated?): restore it from a backup\n",
+                 ctx->db);
 
     if (n < 0 || (size_t) n >= sizeof(actl_sigbus_msg)) {
         n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
-                     "apikeyctl: data file or lock file was truncated while "
-                     "in use\n");
+                     "apikeyctl: data.mdb or lock.mdb ends before a page "
+                     "read from it (truncated?): restore it from a backup\n");
     }
 
     actl_sigbus_len = (size_t) n;
