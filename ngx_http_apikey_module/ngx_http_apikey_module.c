@@ -24,6 +24,11 @@
 #define NGX_HTTP_APIKEY_SOURCE_QUERY    2
 #define NGX_HTTP_APIKEY_SOURCE_COOKIE   3
 
+/* a request header by its lowercase name */
+#define ngx_http_apikey_header_named(h, name)                                \
+    ((h)->key.len == sizeof(name) - 1                                        \
+     && ngx_strncmp((h)->lowcase_key, name, sizeof(name) - 1) == 0)
+
 #define NGX_HTTP_APIKEY_DEFAULT_DB      "/var/lib/apikey"
 #define NGX_HTTP_APIKEY_DEFAULT_SECRET  "/etc/nginx/apikey.secret"
 
@@ -188,6 +193,8 @@ static ngx_int_t ngx_http_apikey_source_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
 static ngx_int_t ngx_http_apikey_header_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
+static ngx_inline ngx_table_elt_t *ngx_http_apikey_next_header(
+    ngx_http_request_t *r, ngx_list_part_t **part, ngx_uint_t *i);
 static ngx_uint_t ngx_http_apikey_header_is(ngx_table_elt_t *h,
     ngx_str_t *name);
 static ngx_int_t ngx_http_apikey_query_key(ngx_http_request_t *r,
@@ -512,36 +519,19 @@ ngx_http_apikey_preflight(ngx_http_request_t *r)
     }
 
     found = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
+    while ((h = ngx_http_apikey_next_header(r, &part, &i)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].value.len == 0) {
+        if (h->value.len == 0) {
             continue;
         }
 
-        if (h[i].key.len == sizeof("origin") - 1
-            && ngx_strncmp(h[i].lowcase_key, "origin", sizeof("origin") - 1)
-               == 0)
-        {
+        if (ngx_http_apikey_header_named(h, "origin")) {
             found |= 1;
 
-        } else if (h[i].key.len == sizeof("access-control-request-method") - 1
-                   && ngx_strncmp(h[i].lowcase_key,
-                                  "access-control-request-method",
-                                  sizeof("access-control-request-method") - 1)
-                      == 0)
+        } else if (ngx_http_apikey_header_named(
+                       h, "access-control-request-method"))
         {
             found |= 2;
         }
@@ -676,35 +666,22 @@ ngx_http_apikey_hide(ngx_http_request_t *r, ngx_http_apikey_source_t *src)
 
 again:
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
+    while ((h = ngx_http_apikey_next_header(r, &part, &i)) != NULL) {
 
         switch (src->type) {
 
         case NGX_HTTP_APIKEY_SOURCE_HEADER:
-            if (!ngx_http_apikey_header_is(&h[i], &src->name)) {
+            if (!ngx_http_apikey_header_is(h, &src->name)) {
                 continue;
             }
 
             break;
 
         case NGX_HTTP_APIKEY_SOURCE_AUTH:
-            if (h[i].key.len != sizeof("authorization") - 1
-                || ngx_strncmp(h[i].lowcase_key, "authorization",
-                               sizeof("authorization") - 1) != 0
-                || akc_auth_parse(h[i].value.data, h[i].value.len,
+            if (!ngx_http_apikey_header_named(h, "authorization")
+                || akc_auth_parse(h->value.data, h->value.len,
                                   (const char *) src->name.data,
                                   src->name.len, &k)
                    != AKC_OK)
@@ -712,21 +689,18 @@ again:
                 continue;
             }
 
-            if (r->headers_in.authorization == &h[i]) {
+            if (r->headers_in.authorization == h) {
                 r->headers_in.authorization = NULL;
             }
 
             break;
 
         default: /* NGX_HTTP_APIKEY_SOURCE_COOKIE */
-            if (h[i].key.len != sizeof("cookie") - 1
-                || ngx_strncmp(h[i].lowcase_key, "cookie",
-                               sizeof("cookie") - 1) != 0)
-            {
+            if (!ngx_http_apikey_header_named(h, "cookie")) {
                 continue;
             }
 
-            switch (ngx_http_apikey_hide_cookie(r, src, &h[i])) {
+            switch (ngx_http_apikey_hide_cookie(r, src, h)) {
             case NGX_OK:
                 continue;
             case NGX_DECLINED:
@@ -736,7 +710,7 @@ again:
                 return NGX_ERROR;
             }
 
-            ngx_http_apikey_unlink_cookie(r, &h[i]);
+            ngx_http_apikey_unlink_cookie(r, h);
         }
 
         if (ngx_http_apikey_remove_header(r, part, i) != NGX_OK) {
@@ -1237,22 +1211,11 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
     ngx_table_elt_t  *h;
 
     found = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
+    while ((h = ngx_http_apikey_next_header(r, &part, &i)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (!ngx_http_apikey_header_is(&h[i], &src->name)) {
+        if (!ngx_http_apikey_header_is(h, &src->name)) {
             continue;
         }
 
@@ -1263,11 +1226,11 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
 
         if (found++) {
             ngx_http_apikey_info(r, "apikey: duplicate \"%V\" header",
-                                 &h[i].key);
+                                 &h->key);
             return NGX_ERROR;
         }
 
-        *key = h[i].value;
+        *key = h->value;
     }
 
     if (!found) {
@@ -1298,6 +1261,40 @@ ngx_http_apikey_header_key(ngx_http_request_t *r,
     }
 
     return NGX_OK;
+}
+
+
+static ngx_inline ngx_table_elt_t *
+ngx_http_apikey_next_header(ngx_http_request_t *r, ngx_list_part_t **part,
+    ngx_uint_t *i)
+{
+    ngx_table_elt_t  *h;
+
+    /*
+     * the request's headers one by one, *part NULL to begin; *part and
+     * *i then say where the one returned is, for removing it
+     */
+
+    if (*part == NULL) {
+        *part = &r->headers_in.headers.part;
+        *i = 0;
+
+    } else {
+        (*i)++;
+    }
+
+    while (*i >= (*part)->nelts) {
+        if ((*part)->next == NULL) {
+            return NULL;
+        }
+
+        *part = (*part)->next;
+        *i = 0;
+    }
+
+    h = (*part)->elts;
+
+    return &h[*i];
 }
 
 
@@ -1431,31 +1428,17 @@ ngx_http_apikey_cookie_key(ngx_http_request_t *r,
     /* every Cookie header: a cookie in two of them is a duplicate too */
 
     found = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    part = NULL;
 
-    for (i = 0; /* void */ ; i++) {
+    while ((h = ngx_http_apikey_next_header(r, &part, &i)) != NULL) {
 
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len != sizeof("cookie") - 1
-            || ngx_strncmp(h[i].lowcase_key, "cookie", sizeof("cookie") - 1)
-               != 0)
-        {
+        if (!ngx_http_apikey_header_named(h, "cookie")) {
             continue;
         }
 
         pos = 0;
 
-        while (akc_cookie_next(h[i].value.data, h[i].value.len, &pos,
+        while (akc_cookie_next(h->value.data, h->value.len, &pos,
                                (const char *) src->name.data, src->name.len,
                                &f))
         {
