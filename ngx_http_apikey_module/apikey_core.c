@@ -709,8 +709,21 @@ akc_get_u64(const unsigned char *p)
 size_t
 akc_record_size(const akc_record_t *rec)
 {
-    return AKC_RECORD_HEADER_LEN + 5 * 2 + rec->id.len + rec->subject.len
+    size_t  size;
+
+    size = AKC_RECORD_HEADER_LEN + 5 * 2 + rec->id.len + rec->subject.len
            + rec->scopes.len + rec->plan.len + rec->hint.len;
+
+    /*
+     * the rotation links follow only when one is set, so that a record
+     * without them is encoded as before they existed
+     */
+
+    if (rec->replaces.len || rec->replaced_by.len) {
+        size += 2 * 2 + rec->replaces.len + rec->replaced_by.len;
+    }
+
+    return size;
 }
 
 
@@ -719,9 +732,14 @@ akc_record_encode(const akc_record_t *rec, unsigned char *buf, size_t size)
 {
     size_t            i;
     unsigned char    *p;
-    const akc_str_t  *s[5];
+    size_t            n;
+    const akc_str_t  *s[7];
 
     if (!akc_id_valid(rec->id.data, rec->id.len)
+        || (rec->replaces.len
+            && !akc_id_valid(rec->replaces.data, rec->replaces.len))
+        || (rec->replaced_by.len
+            && !akc_id_valid(rec->replaced_by.data, rec->replaced_by.len))
         || !akc_text_valid(rec->subject.data, rec->subject.len,
                            AKC_SUBJECT_MAX_LEN)
         || !akc_scopes_valid(rec->scopes.data, rec->scopes.len)
@@ -748,8 +766,12 @@ akc_record_encode(const akc_record_t *rec, unsigned char *buf, size_t size)
     s[2] = &rec->scopes;
     s[3] = &rec->plan;
     s[4] = &rec->hint;
+    s[5] = &rec->replaces;
+    s[6] = &rec->replaced_by;
 
-    for (i = 0; i < 5; i++) {
+    n = (rec->replaces.len || rec->replaced_by.len) ? 7 : 5;
+
+    for (i = 0; i < n; i++) {
         akc_put_u16(p, (unsigned) s[i]->len);
         if (s[i]->len) {
             memcpy(p + 2, s[i]->data, s[i]->len);
@@ -841,8 +863,26 @@ akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
         || akc_decode_str(&p, end, &rec->scopes, AKC_SCOPES_MAX_LEN,
                           AKC_C_SCOPES)
         || akc_decode_str(&p, end, &rec->plan, AKC_PLAN_MAX_LEN, AKC_C_PLAN)
-        || akc_decode_str(&p, end, &rec->hint, AKC_HINT_MAX_LEN, AKC_C_TEXT)
-        || p != end
+        || akc_decode_str(&p, end, &rec->hint, AKC_HINT_MAX_LEN, AKC_C_TEXT))
+    {
+        return AKC_ERROR;
+    }
+
+    rec->replaces.data = NULL;
+    rec->replaces.len = 0;
+    rec->replaced_by.data = NULL;
+    rec->replaced_by.len = 0;
+
+    if (p != end
+        && (akc_decode_str(&p, end, &rec->replaces, AKC_ID_MAX_LEN, AKC_C_ID)
+            || akc_decode_str(&p, end, &rec->replaced_by, AKC_ID_MAX_LEN,
+                              AKC_C_ID)
+            || (rec->replaces.len == 0 && rec->replaced_by.len == 0)))
+    {
+        return AKC_ERROR;
+    }
+
+    if (p != end
         || rec->id.len == 0
         || (rec->scopes.len
             && !akc_scopes_valid(rec->scopes.data, rec->scopes.len)))

@@ -46,8 +46,9 @@
 #define AKC_RECORD_VERSION      1
 #define AKC_RECORD_HEADER_LEN   28
 #define AKC_RECORD_MAX_LEN                                                    \
-    (AKC_RECORD_HEADER_LEN + 5 * 2 + AKC_ID_MAX_LEN + AKC_SUBJECT_MAX_LEN     \
-     + AKC_SCOPES_MAX_LEN + AKC_PLAN_MAX_LEN + AKC_HINT_MAX_LEN)
+    (AKC_RECORD_HEADER_LEN + 7 * 2 + 3 * AKC_ID_MAX_LEN                     \
+     + AKC_SUBJECT_MAX_LEN + AKC_SCOPES_MAX_LEN + AKC_PLAN_MAX_LEN            \
+     + AKC_HINT_MAX_LEN)
 
 #define AKC_FLAG_DISABLED       0x01
 
@@ -137,6 +138,8 @@ typedef struct {
     akc_str_t               scopes;
     akc_str_t               plan;
     akc_str_t               hint;
+    akc_str_t               replaces;       /* rotation links: ids, */
+    akc_str_t               replaced_by;    /* both absent in most */
     akc_str_t               strings;    /* decoded: all the strings lie in
                                            it, to be copied at once */
 } akc_record_t;

@@ -157,6 +157,11 @@ t_record_equal(const akc_record_t *a, const akc_record_t *b)
     assert_memory_equal(a->plan.data, b->plan.data, a->plan.len);
     assert_int_equal(a->hint.len, b->hint.len);
     assert_memory_equal(a->hint.data, b->hint.data, a->hint.len);
+    assert_int_equal(a->replaces.len, b->replaces.len);
+    assert_memory_equal(a->replaces.data, b->replaces.data, a->replaces.len);
+    assert_int_equal(a->replaced_by.len, b->replaced_by.len);
+    assert_memory_equal(a->replaced_by.data, b->replaced_by.data,
+                        a->replaced_by.len);
 }
 
 
@@ -985,6 +990,52 @@ record_roundtrip_empty(void **state)
 }
 
 
+/* rotation links: absent means the bytes of a record without them */
+
+static void
+record_links(void **state)
+{
+    int             n, m;
+    akc_record_t    rec, out;
+    unsigned char   buf[AKC_RECORD_MAX_LEN], plain[AKC_RECORD_MAX_LEN];
+
+    t_record_sample(&rec);
+    m = akc_record_encode(&rec, plain, sizeof(plain));
+    assert_true(m > 0);
+
+    rec.replaced_by = t_str("key-0002");
+    n = akc_record_encode(&rec, buf, sizeof(buf));
+    assert_int_equal(n, m + 4 + 8);
+    assert_int_equal(n, akc_record_size(&rec));
+    assert_memory_equal(buf, plain, m);
+    assert_int_equal(akc_record_decode(&out, buf, n), AKC_OK);
+    t_record_equal(&rec, &out);
+    assert_int_equal(out.replaces.len, 0);
+
+    rec.replaces = t_str("key-0000");
+    rec.replaced_by = t_str("");
+    n = akc_record_encode(&rec, buf, sizeof(buf));
+    assert_int_equal(akc_record_decode(&out, buf, n), AKC_OK);
+    t_record_equal(&rec, &out);
+
+    /* a links section that links nothing, or is cut short, is corrupt */
+
+    memcpy(buf, plain, m);
+    memset(buf + m, 0, 4);
+    assert_int_equal(t_decode_copy(buf, m + 4), AKC_ERROR);
+    assert_int_equal(t_decode_copy(buf, m + 2), AKC_ERROR);
+    assert_int_equal(t_decode_copy(buf, m + 1), AKC_ERROR);
+
+    /* a link that is not an id */
+
+    rec.replaces = t_str("bad id");
+    assert_int_equal(akc_record_encode(&rec, buf, sizeof(buf)), AKC_ERROR);
+
+    n = akc_record_encode(&rec, buf, 0);
+    assert_int_equal(n, AKC_ERROR);
+}
+
+
 static void
 record_roundtrip_max(void **state)
 {
@@ -993,10 +1044,13 @@ record_roundtrip_max(void **state)
     char            id[AKC_ID_MAX_LEN], subject[AKC_SUBJECT_MAX_LEN];
     char            scopes[AKC_SCOPES_MAX_LEN], plan[AKC_PLAN_MAX_LEN];
     char            hint[AKC_HINT_MAX_LEN];
+    char            old[AKC_ID_MAX_LEN], next[AKC_ID_MAX_LEN];
     akc_record_t    rec, out;
     unsigned char   buf[AKC_RECORD_MAX_LEN + 1];
 
     memset(id, 'i', sizeof(id));
+    memset(old, 'o', sizeof(old));
+    memset(next, 'n', sizeof(next));
     memset(plan, 'p', sizeof(plan));
     memset(hint, '.', sizeof(hint));
 
@@ -1026,6 +1080,10 @@ record_roundtrip_max(void **state)
     rec.plan.len = sizeof(plan);
     rec.hint.data = hint;
     rec.hint.len = sizeof(hint);
+    rec.replaces.data = old;
+    rec.replaces.len = sizeof(old);
+    rec.replaced_by.data = next;
+    rec.replaced_by.len = sizeof(next);
 
     assert_int_equal(akc_record_size(&rec), AKC_RECORD_MAX_LEN);
 
@@ -2773,6 +2831,7 @@ main(void)
 
         cmocka_unit_test(record_roundtrip),
         cmocka_unit_test(record_roundtrip_empty),
+        cmocka_unit_test(record_links),
         cmocka_unit_test(record_roundtrip_max),
         cmocka_unit_test(record_encode_invalid),
         cmocka_unit_test(record_decode_truncated),

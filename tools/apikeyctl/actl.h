@@ -319,6 +319,11 @@ int actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv);
 
 
+/* actl_rotate.c: rotate */
+
+int actl_cmd_rotate(actl_ctx_t *ctx, int argc, char **argv);
+
+
 /* actl_import.c: import */
 
 int actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv);
@@ -359,6 +364,22 @@ int actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv);
 
 int actl_cmd_verify(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_hash(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_stats.c: stats */
+
+int actl_cmd_stats(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_check.c: check */
+
+int actl_cmd_check(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_backup.c: backup, restore */
+
+int actl_cmd_backup(actl_ctx_t *ctx, int argc, char **argv);
+int actl_cmd_restore(actl_ctx_t *ctx, int argc, char **argv);
 
 
 #endif /* _ACTL_H_INCLUDED_ */

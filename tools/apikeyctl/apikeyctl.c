@@ -44,6 +44,9 @@ static actl_cmd_t  actl_commands[] = {
       "import [--format csv|jsonl] [--replace [--force]] [--dry-run]\n"
       "                   [--skip-invalid] FILE|-" },
 
+    { "rotate", actl_cmd_rotate,
+      "rotate ID [--grace DURATION] [--new-id ID] [--format text|json]" },
+
     { "revoke", actl_cmd_revoke, "revoke [--ignore-missing] ID...|-" },
     { "disable", actl_cmd_disable, "disable [--ignore-missing] ID...|-" },
     { "enable", actl_cmd_enable, "enable [--ignore-missing] ID...|-" },
@@ -60,6 +63,10 @@ static actl_cmd_t  actl_commands[] = {
     { "verify", actl_cmd_verify, "verify [KEY|-]" },
     { "hash", actl_cmd_hash, "hash" },
     { "export", actl_cmd_export, "export [--format csv|jsonl]" },
+    { "stats", actl_cmd_stats, "stats [--format text|json]" },
+    { "check", actl_cmd_check, "check" },
+    { "backup", actl_cmd_backup, "backup DEST" },
+    { "restore", actl_cmd_restore, "restore [--force] SRC" },
     { "help", actl_cmd_help, "help" },
 
     { NULL, NULL, NULL }
