@@ -50,6 +50,11 @@
 #define ACTL_INVALID            3
 #define ACTL_REJECTED           4
 
+/* a write handler's answer to MDB_MAP_FULL: actl_write() grows the map */
+#define ACTL_MAP_FULL           -1
+
+#define ACTL_MAP_GROW_MAX       ((size_t) 1 << 40)
+
 #define ACTL_GEN_MAX            1000000
 #define ACTL_DEFAULT_ID_LEN     16
 #define ACTL_FIELD_MAX          1024
@@ -220,6 +225,11 @@ typedef struct {
 } actl_table_t;
 
 
+/* one write: run again from the start after the map is grown */
+
+typedef int (*actl_write_pt)(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+
+
 typedef int (*actl_each_pt)(actl_ctx_t *ctx, const akc_record_t *rec,
     const unsigned char *hash, void *data);
 
@@ -264,6 +274,8 @@ int actl_start(actl_ctx_t *ctx, unsigned flags, MDB_txn **txn);
 int actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags,
     int check, MDB_txn **txn);
 int actl_commit(actl_ctx_t *ctx, MDB_txn **txn);
+int actl_write(actl_ctx_t *ctx, actl_write_pt handler, void *data);
+int actl_mdb_write_error(actl_ctx_t *ctx, const char *call, int rc);
 void actl_close(actl_ctx_t *ctx);
 int actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     akc_record_t *rec);

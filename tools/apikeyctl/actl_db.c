@@ -439,6 +439,105 @@ actl_commit(actl_ctx_t *ctx, MDB_txn **txn)
 }
 
 
+/*
+ * One write transaction: the handler writes, the generation is bumped,
+ * and the transaction commits.  A full map is not an error to give the
+ * operator: the whole transaction is aborted, the map doubled (workers
+ * adopt the new size on their next MDB_MAP_RESIZED) and the handler run
+ * again from the start, so a handler must keep everything it needs
+ * outside the transaction and must not print before the commit.
+ */
+
+int
+actl_write(actl_ctx_t *ctx, actl_write_pt handler, void *data)
+{
+    int           rc;
+    size_t        size;
+    MDB_txn      *txn;
+    MDB_envinfo   info;
+
+    for ( ;; ) {
+
+        if (actl_begin(ctx, 0, 0, 1, &txn) != ACTL_OK) {
+            return ACTL_FAIL;
+        }
+
+        rc = handler(ctx, txn, data);
+
+        if (rc == ACTL_OK) {
+            rc = akc_meta_touch(txn, &ctx->dbs, ctx->now);
+
+            if (rc == MDB_SUCCESS) {
+                rc = mdb_txn_commit(txn);
+                txn = NULL;
+
+                if (rc == MDB_SUCCESS) {
+                    return ACTL_OK;
+                }
+            }
+
+            if (rc != MDB_MAP_FULL) {
+                if (txn == NULL) {
+                    actl_mdb_error(ctx, "mdb_txn_commit", rc);
+                    return ACTL_FAIL;
+                }
+
+                mdb_txn_abort(txn);
+                actl_mdb_error(ctx, "mdb_put", rc);
+                return ACTL_FAIL;
+            }
+
+            rc = ACTL_MAP_FULL;
+        }
+
+        if (txn != NULL) {
+            mdb_txn_abort(txn);
+        }
+
+        if (rc != ACTL_MAP_FULL) {
+            return rc;
+        }
+
+        rc = mdb_env_info(ctx->env, &info);
+        if (rc != MDB_SUCCESS) {
+            actl_mdb_error(ctx, "mdb_env_info", rc);
+            return ACTL_FAIL;
+        }
+
+        if (info.me_mapsize >= ACTL_MAP_GROW_MAX) {
+            actl_mdb_error(ctx, "mdb_put", MDB_MAP_FULL);
+            return ACTL_FAIL;
+        }
+
+        size = info.me_mapsize * 2;
+
+        rc = mdb_env_set_mapsize(ctx->env, size);
+        if (rc != MDB_SUCCESS) {
+            actl_mdb_error(ctx, "mdb_env_set_mapsize", rc);
+            return ACTL_FAIL;
+        }
+    }
+}
+
+
+/*
+ * For write handlers: a full map is handed to actl_write() without a
+ * message; any other LMDB error is reported here.
+ */
+
+int
+actl_mdb_write_error(actl_ctx_t *ctx, const char *call, int rc)
+{
+    if (rc == MDB_MAP_FULL) {
+        return ACTL_MAP_FULL;
+    }
+
+    actl_mdb_error(ctx, call, rc);
+
+    return ACTL_FAIL;
+}
+
+
 void
 actl_close(actl_ctx_t *ctx)
 {
