@@ -329,6 +329,10 @@ int actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv);
 /* actl_gen.c: gen */
 
 int actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv);
+int actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
+    const char *prefix, const char *id, actl_genkey_t *g);
+void actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec, const char *id,
+    actl_genkey_t *g, int json);
 
 
 /* actl_rotate.c: rotate */

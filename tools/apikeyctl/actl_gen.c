@@ -9,10 +9,18 @@
 #include "actl.h"
 
 
-static int actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
-    const char *prefix, const char *id, actl_genkey_t *g);
-static void actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec,
-    const char *id, actl_genkey_t *g, int json);
+/* what the write transaction of gen needs, kept outside it */
+
+typedef struct {
+    akc_record_t           *rec;
+    const char             *prefix;
+    const char             *id;
+    actl_genkey_t          *keys;
+    size_t                  count;
+} actl_gen_t;
+
+
+static int actl_gen_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
 static void actl_gen_unseen(actl_ctx_t *ctx, actl_genkey_t *keys,
     size_t count, const char *id);
 
@@ -24,7 +32,7 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
     char            *id, *prefix, *expires, *not_before, *count_s;
     char             err[ACTL_ERR_LEN];
     size_t           i, count;
-    MDB_txn         *txn;
+    actl_gen_t       gen;
     akc_record_t     rec;
     actl_genkey_t   *keys;
 
@@ -195,30 +203,20 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
         return ACTL_FAIL;
     }
 
-    txn = NULL;
+    gen.rec = &rec;
+    gen.prefix = prefix;
+    gen.id = id;
+    gen.keys = keys;
+    gen.count = count;
 
-    rc = actl_start(ctx, 0, &txn);
+    rc = actl_open(ctx, 0);
     if (rc != ACTL_OK) {
         goto free;
     }
 
-    for (i = 0; i < count; i++) {
-        rc = actl_gen_store(ctx, txn, &rec, prefix, id, &keys[i]);
-        if (rc != ACTL_OK) {
-            goto abort;
-        }
-    }
-
-    rc = akc_meta_touch(txn, &ctx->dbs, ctx->now);
-    if (rc != MDB_SUCCESS) {
-        actl_mdb_error(ctx, "mdb_put", rc);
-        rc = ACTL_FAIL;
-        goto abort;
-    }
-
-    rc = actl_commit(ctx, &txn);
+    rc = actl_write(ctx, actl_gen_write, &gen);
     if (rc != ACTL_OK) {
-        goto abort;
+        goto close;
     }
 
     /*
@@ -239,11 +237,7 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
         rc = ACTL_FAIL;
     }
 
-abort:
-
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
+close:
 
     actl_close(ctx);
 
@@ -255,7 +249,38 @@ free:
 }
 
 
+/*
+ * Run again from the start after the map is grown: the keys are made
+ * anew each time, and nobody has seen any of them yet.
+ */
+
 static int
+actl_gen_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    actl_gen_t  *gen = data;
+
+    int     rc;
+    size_t  i;
+
+    for (i = 0; i < gen->count; i++) {
+        rc = actl_gen_store(ctx, txn, gen->rec, gen->prefix, gen->id,
+                            &gen->keys[i]);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
+ * One new key and its records, in a write transaction: ACTL_OK,
+ * ACTL_INVALID (the id exists), ACTL_MAP_FULL for actl_write(), or
+ * ACTL_FAIL; rec->id is left set to the key's id.
+ */
+
+int
 actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
     const char *prefix, const char *id, actl_genkey_t *g)
 {
@@ -296,6 +321,12 @@ actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
         rec->hint.data = hint;
 
         rc = akc_record_encode(rec, buf, sizeof(buf));
+
+        /* the hint was only for the record */
+
+        rec->hint.len = 0;
+        rec->hint.data = "";
+
         if (rc < 0) {
             actl_error(ctx, "akc_record_encode() failed");
             return ACTL_FAIL;
@@ -323,8 +354,7 @@ actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
         }
 
         if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_put", rc);
-            return ACTL_FAIL;
+            return actl_mdb_write_error(ctx, "mdb_put", rc);
         }
 
         k.mv_size = AKC_HASH_LEN;
@@ -332,8 +362,7 @@ actl_gen_store(actl_ctx_t *ctx, MDB_txn *txn, akc_record_t *rec,
 
         rc = mdb_put(txn, ctx->dbs.keys, &k, &v, MDB_NOOVERWRITE);
         if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_put", rc);
-            return ACTL_FAIL;
+            return actl_mdb_write_error(ctx, "mdb_put", rc);
         }
 
         return ACTL_OK;
@@ -378,7 +407,7 @@ actl_gen_unseen(actl_ctx_t *ctx, actl_genkey_t *keys, size_t count,
 }
 
 
-static void
+void
 actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec, const char *id,
     actl_genkey_t *g, int json)
 {
@@ -415,6 +444,10 @@ actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec, const char *id,
     len = akc_key_hint((unsigned char *) g->key, len, hint);
     actl_json_str(obj, "hint", hint, len);
     actl_json_time(obj, "created", rec->created);
+
+    if (rec->replaces.len) {
+        actl_json_str(obj, "replaces", rec->replaces.data, rec->replaces.len);
+    }
 
     json_dumpf(obj, stdout, JSON_COMPACT);
     fputc('\n', stdout);

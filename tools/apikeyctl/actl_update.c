@@ -9,10 +9,23 @@
 #include "actl.h"
 
 
+/* what the write transaction of an update needs, kept outside it */
+
+typedef struct {
+    char                  **ids;
+    size_t                  n;
+    unsigned char          *missing;
+    actl_op_e               op;
+    int64_t                 at;
+    unsigned                ignore_missing:1;
+} actl_update_t;
+
+
 static int actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     int64_t at, int ignore_missing);
 static int actl_read_ids(actl_ctx_t *ctx, char **buf, char ***ids,
     size_t *n);
+static int actl_update_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
 static int actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id);
 static int actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     actl_op_e op, int64_t at);
@@ -99,8 +112,8 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     int             c, rc;
     char           *buf, **ids;
     size_t          i, n;
-    MDB_txn        *txn;
     unsigned char  *missing;
+    actl_update_t   upd;
     char            t[AKC_TIME_LEN + 1], q[ACTL_QUOTE_LEN];
 
     static struct option  options[] = {
@@ -140,7 +153,6 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
 
     buf = NULL;
     missing = NULL;
-    txn = NULL;
 
     if (strcmp(argv[optind], "-") == 0) {
         rc = actl_read_ids(ctx, &buf, &ids, &n);
@@ -160,47 +172,31 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
         goto free;
     }
 
-    rc = actl_start(ctx, 0, &txn);
+    upd.ids = ids;
+    upd.n = n;
+    upd.missing = missing;
+    upd.op = op;
+    upd.at = at;
+    upd.ignore_missing = ignore_missing;
+
+    rc = actl_open(ctx, 0);
+    if (rc != ACTL_OK) {
+        goto free;
+    }
+
+    rc = actl_write(ctx, actl_update_write, &upd);
+
+    actl_close(ctx);
+
     if (rc != ACTL_OK) {
         goto free;
     }
 
     for (i = 0; i < n; i++) {
-
-        /* --ignore-missing: an unknown id is reported and passed over */
-
-        if (ignore_missing) {
-            rc = actl_id_missing(ctx, txn, ids[i]);
-
-            if (rc == 1) {
-                actl_error(ctx, "no key with id %s, ignored",
-                           actl_quote(ids[i], strlen(ids[i]), q));
-                missing[i] = 1;
-                continue;
-            }
-
-            if (rc == -1) {
-                rc = ACTL_FAIL;
-                goto abort;
-            }
+        if (missing[i]) {
+            actl_error(ctx, "no key with id %s, ignored",
+                       actl_quote(ids[i], strlen(ids[i]), q));
         }
-
-        rc = actl_update_one(ctx, txn, ids[i], op, at);
-        if (rc != ACTL_OK) {
-            goto abort;
-        }
-    }
-
-    rc = akc_meta_touch(txn, &ctx->dbs, ctx->now);
-    if (rc != MDB_SUCCESS) {
-        actl_mdb_error(ctx, "mdb_put", rc);
-        rc = ACTL_FAIL;
-        goto abort;
-    }
-
-    rc = actl_commit(ctx, &txn);
-    if (rc != ACTL_OK) {
-        goto abort;
     }
 
     for (i = 0; i < n; i++) {
@@ -228,14 +224,6 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
         }
     }
 
-abort:
-
-    if (txn != NULL) {
-        mdb_txn_abort(txn);
-    }
-
-    actl_close(ctx);
-
 free:
 
     free(missing);
@@ -246,6 +234,47 @@ free:
     }
 
     return rc;
+}
+
+
+/*
+ * Run again from the start after the map is grown: the unknown ids that
+ * --ignore-missing passes over are noted, and reported after the commit.
+ */
+
+static int
+actl_update_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    actl_update_t  *upd = data;
+
+    int     rc;
+    size_t  i;
+
+    for (i = 0; i < upd->n; i++) {
+        upd->missing[i] = 0;
+
+        /* --ignore-missing: an unknown id is passed over */
+
+        if (upd->ignore_missing) {
+            rc = actl_id_missing(ctx, txn, upd->ids[i]);
+
+            if (rc == 1) {
+                upd->missing[i] = 1;
+                continue;
+            }
+
+            if (rc == -1) {
+                return ACTL_FAIL;
+            }
+        }
+
+        rc = actl_update_one(ctx, txn, upd->ids[i], upd->op, upd->at);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    return ACTL_OK;
 }
 
 
@@ -451,8 +480,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
         }
 
         if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_del", rc);
-            return ACTL_FAIL;
+            return actl_mdb_write_error(ctx, "mdb_del", rc);
         }
 
         return ACTL_OK;
@@ -488,8 +516,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
 
     rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
     if (rc != MDB_SUCCESS) {
-        actl_mdb_error(ctx, "mdb_put", rc);
-        return ACTL_FAIL;
+        return actl_mdb_write_error(ctx, "mdb_put", rc);
     }
 
     return ACTL_OK;
