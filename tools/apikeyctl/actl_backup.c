@@ -3,23 +3,1119 @@
  * Copyright (C) ngx_http_apikey_module developers
  *
  * apikeyctl backup, restore.
+ *
+ * backup makes a compact copy of the database with mdb_env_copy2(),
+ * from one read transaction, while nginx serves: it is written into a
+ * new directory beside DEST, checked, synced, and renamed to DEST last,
+ * so that a backup killed at any moment leaves no DEST.
+ *
+ * restore reads a copy, checks it whole, and replaces the keys of the
+ * live database with its keys in one write transaction: running workers
+ * see the old keys or the new ones, never a mix, and no file of the
+ * live database is replaced.
  */
 
 
 #include "actl.h"
 
+#include <dirent.h>
+#include <libgen.h>
+
+
+#define ACTL_BACKUP_TMP         ".incomplete-XXXXXX"
+
+
+/* a database read as a copy: a backup, or another database */
+
+typedef struct {
+    const char             *path;
+    MDB_env                *env;
+    MDB_txn                *txn;
+    akc_dbs_t               dbs;
+    size_t                  nkeys;
+    off_t                   size;       /* of data.mdb */
+} actl_copy_t;
+
+
+typedef struct {
+    actl_copy_t            *src;
+    size_t                  before;
+    size_t                  removed;
+    unsigned                force:1;
+} actl_restore_t;
+
+
+static int actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
+    char **tmp);
+static int actl_backup_empty(actl_ctx_t *ctx, const char *dir);
+static int actl_backup_finish(actl_ctx_t *ctx, const char *tmp,
+    const struct stat *dir, const struct stat *data);
+static int actl_backup_perms(actl_ctx_t *ctx, int fd, const char *path,
+    const struct stat *st);
+static int actl_fsync_path(actl_ctx_t *ctx, const char *path);
+static void actl_backup_remove(const char *tmp);
+static int actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy);
+static int actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy);
+static void actl_copy_close(actl_copy_t *copy);
+static int actl_restore_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static char *actl_path(const char *dir, const char *name);
+static void actl_copy_sigbus_init(const char *path);
+static void actl_copy_sigbus_handler(int signo);
+
+
+static char    actl_copy_sigbus_msg[1024];
+static size_t  actl_copy_sigbus_len;
+
 
 int
 actl_cmd_backup(actl_ctx_t *ctx, int argc, char **argv)
 {
-    actl_error(ctx, "not built yet");
-    return ACTL_FAIL;
+    int           c, rc;
+    char         *target, *tmp, *path;
+    MDB_txn      *txn;
+    struct stat   dir, data;
+    actl_copy_t   copy;
+
+    static struct option  options[] = {
+        { NULL, 0, NULL, 0 }
+    };
+
+    c = getopt_long(argc, argv, ":", options, NULL);
+    if (c != -1) {
+        return actl_option_error(ctx, c, argv);
+    }
+
+    if (optind == argc) {
+        return actl_usage_error(ctx, "expected the backup directory DEST");
+    }
+
+    if (argc - optind > 1) {
+        return actl_usage_error(ctx, "unexpected argument \"%s\"",
+                                argv[optind + 1]);
+    }
+
+    if (argv[optind][0] == '\0') {
+        return actl_usage_error(ctx, "empty DEST");
+    }
+
+    /* the source first: its format and that it is this secret's */
+
+    rc = actl_start(ctx, MDB_RDONLY, &txn);
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    /* mdb_env_copy2() begins its own read transaction in this thread */
+
+    mdb_txn_abort(txn);
+
+    target = NULL;
+    tmp = NULL;
+    path = NULL;
+
+    memset(&copy, 0, sizeof(actl_copy_t));
+
+    path = actl_path(ctx->db, AKC_DATA_FILE);
+    if (path == NULL) {
+        actl_error(ctx, "out of memory");
+        rc = ACTL_FAIL;
+        goto close;
+    }
+
+    if (stat(ctx->db, &dir) == -1 || stat(path, &data) == -1) {
+        actl_error(ctx, "stat \"%s\": %s", ctx->db, strerror(errno));
+        rc = ACTL_FAIL;
+        goto close;
+    }
+
+    rc = actl_backup_dest(ctx, argv[optind], &target, &tmp);
+    if (rc != ACTL_OK) {
+        goto close;
+    }
+
+    if (mkdtemp(tmp) == NULL) {
+        actl_error(ctx, "mkdir \"%s\": %s", tmp, strerror(errno));
+        rc = ACTL_FAIL;
+        goto close;
+    }
+
+    rc = mdb_env_copy2(ctx->env, tmp, MDB_CP_COMPACT);
+
+    actl_close(ctx);
+
+    if (rc != MDB_SUCCESS) {
+        actl_error(ctx, "mdb_env_copy2(\"%s\") failed: %s", tmp,
+                   mdb_strerror(rc));
+        rc = ACTL_FAIL;
+        goto failed;
+    }
+
+    /* the copy is read back as restore would read it */
+
+    copy.path = tmp;
+
+    rc = actl_copy_open(ctx, &copy);
+
+    if (rc == ACTL_OK) {
+        rc = actl_copy_verify(ctx, &copy);
+    }
+
+    actl_copy_close(&copy);
+
+    if (rc != ACTL_OK) {
+        actl_error(ctx, "the copy in \"%s\" is not whole; no backup was "
+                   "made", tmp);
+        rc = ACTL_FAIL;
+        goto failed;
+    }
+
+    rc = actl_backup_finish(ctx, tmp, &dir, &data);
+    if (rc != ACTL_OK) {
+        goto failed;
+    }
+
+    if (rename(tmp, target) == -1) {
+        actl_error(ctx, "rename \"%s\" to \"%s\": %s", tmp, target,
+                   strerror(errno));
+        rc = ACTL_FAIL;
+        goto failed;
+    }
+
+    /* the rename itself: the directory entry in DEST's parent */
+
+    (void) actl_fsync_path(ctx, dirname(tmp));
+
+    printf("backed up %zu keys to \"%s\" (%lld bytes)\n", copy.nkeys,
+           target, (long long) copy.size);
+
+    rc = ACTL_OK;
+    goto close;
+
+failed:
+
+    actl_backup_remove(tmp);
+
+close:
+
+    actl_close(ctx);
+
+    free(path);
+    free(target);
+    free(tmp);
+
+    return rc;
+}
+
+
+/*
+ * DEST is made, or it is an empty directory; it is neither the source
+ * nor inside it.  target is DEST with its symbolic links resolved, tmp
+ * the template of the directory the copy is written into: beside DEST,
+ * on its file system, hidden from "backup-*" globs.
+ */
+
+static int
+actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
+    char **tmp)
+{
+    int           rc;
+    char         *d, *parent, *name, *real, *src, *p;
+    size_t        len;
+    struct stat   st;
+
+    d = NULL;
+    real = NULL;
+    src = NULL;
+
+    rc = ACTL_FAIL;
+
+    if (lstat(dest, &st) == 0) {
+
+        if (stat(dest, &st) == -1) {
+            actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
+            goto done;
+        }
+
+        if (!S_ISDIR(st.st_mode)) {
+            actl_error(ctx, "\"%s\" exists and is not a directory; nothing "
+                       "was written (give a new or empty directory)", dest);
+            goto done;
+        }
+
+        real = realpath(dest, NULL);
+        if (real == NULL) {
+            actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
+            goto done;
+        }
+
+        if (strcmp(real, "/") == 0) {
+            actl_error(ctx, "\"%s\" is the root directory", dest);
+            goto done;
+        }
+
+    } else if (errno == ENOENT) {
+
+        d = strdup(dest);
+        if (d == NULL) {
+            actl_error(ctx, "out of memory");
+            goto done;
+        }
+
+        /* "dir/new/": the trailing slashes do not name anything */
+
+        len = strlen(d);
+
+        while (len > 1 && d[len - 1] == '/') {
+            d[--len] = '\0';
+        }
+
+        name = strrchr(d, '/');
+
+        if (name == NULL) {
+            parent = ".";
+            name = d;
+
+        } else if (name == d) {
+            parent = "/";
+            name++;
+            d[0] = '\0';
+
+        } else {
+            *name++ = '\0';
+            parent = d;
+        }
+
+        p = realpath(parent[0] ? parent : "/", NULL);
+        if (p == NULL) {
+            actl_error(ctx, "\"%s\": the directory it is to be made in: %s",
+                       dest, strerror(errno));
+            goto done;
+        }
+
+        len = strlen(p) + 1 + strlen(name) + 1;
+
+        real = malloc(len);
+        if (real == NULL) {
+            free(p);
+            actl_error(ctx, "out of memory");
+            goto done;
+        }
+
+        snprintf(real, len, "%s%s%s", p, (strcmp(p, "/") == 0) ? "" : "/",
+                 name);
+        free(p);
+
+    } else {
+        actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
+        goto done;
+    }
+
+    src = realpath(ctx->db, NULL);
+    if (src == NULL) {
+        actl_error(ctx, "\"%s\": %s", ctx->db, strerror(errno));
+        goto done;
+    }
+
+    len = strlen(src);
+
+    if (strcmp(real, src) == 0
+        || (strncmp(real, src, len) == 0 && real[len] == '/'))
+    {
+        actl_error(ctx, "\"%s\" is the database directory or inside it; "
+                   "nothing was written", dest);
+        goto done;
+    }
+
+    if (d == NULL && actl_backup_empty(ctx, dest) != ACTL_OK) {
+        goto done;
+    }
+
+    /* "/parent/.name.incomplete-XXXXXX" */
+
+    p = strrchr(real, '/');
+
+    len = strlen(real) + sizeof("/." ACTL_BACKUP_TMP);
+
+    *tmp = malloc(len);
+    if (*tmp == NULL) {
+        actl_error(ctx, "out of memory");
+        goto done;
+    }
+
+    snprintf(*tmp, len, "%.*s/.%s" ACTL_BACKUP_TMP, (int) (p - real), real,
+             p + 1);
+
+    *target = real;
+    real = NULL;
+
+    rc = ACTL_OK;
+
+done:
+
+    free(d);
+    free(real);
+    free(src);
+
+    return rc;
+}
+
+
+static int
+actl_backup_empty(actl_ctx_t *ctx, const char *dir)
+{
+    DIR            *dp;
+    struct dirent  *de;
+
+    dp = opendir(dir);
+    if (dp == NULL) {
+        actl_error(ctx, "opendir \"%s\": %s", dir, strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    errno = 0;
+
+    while ((de = readdir(dp)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) {
+            continue;
+        }
+
+        closedir(dp);
+
+        if (strcmp(de->d_name, AKC_DATA_FILE) == 0) {
+            actl_error(ctx, "\"%s\" holds a database already; nothing was "
+                       "written (give a new or empty directory)", dir);
+
+        } else {
+            actl_error(ctx, "\"%s\" is not empty; nothing was written "
+                       "(give a new or empty directory)", dir);
+        }
+
+        return ACTL_FAIL;
+    }
+
+    if (errno != 0) {
+        actl_error(ctx, "readdir \"%s\": %s", dir, strerror(errno));
+        closedir(dp);
+        return ACTL_FAIL;
+    }
+
+    closedir(dp);
+
+    return ACTL_OK;
+}
+
+
+/*
+ * The copy gets the group and mode of the source: data.mdb those of
+ * data.mdb, the directory those of the database directory; then both
+ * are synced, before the rename makes the copy DEST.
+ */
+
+static int
+actl_backup_finish(actl_ctx_t *ctx, const char *tmp, const struct stat *dir,
+    const struct stat *data)
+{
+    int    fd, rc;
+    char  *path;
+
+    path = actl_path(tmp, AKC_DATA_FILE);
+    if (path == NULL) {
+        actl_error(ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd == -1) {
+        actl_error(ctx, "open \"%s\": %s", path, strerror(errno));
+        free(path);
+        return ACTL_FAIL;
+    }
+
+    rc = actl_backup_perms(ctx, fd, path, data);
+
+    if (rc == ACTL_OK && fsync(fd) == -1) {
+        actl_error(ctx, "fsync \"%s\": %s", path, strerror(errno));
+        rc = ACTL_FAIL;
+    }
+
+    close(fd);
+    free(path);
+
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1) {
+        actl_error(ctx, "open \"%s\": %s", tmp, strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    rc = actl_backup_perms(ctx, fd, tmp, dir);
+
+    if (rc == ACTL_OK && fsync(fd) == -1) {
+        actl_error(ctx, "fsync \"%s\": %s", tmp, strerror(errno));
+        rc = ACTL_FAIL;
+    }
+
+    close(fd);
+
+    return rc;
+}
+
+
+static int
+actl_backup_perms(actl_ctx_t *ctx, int fd, const char *path,
+    const struct stat *st)
+{
+    struct stat  cur;
+
+    if (fstat(fd, &cur) == -1) {
+        actl_error(ctx, "stat \"%s\": %s", path, strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    /* a copy readable by another group would show the hashes to it */
+
+    if (cur.st_gid != st->st_gid
+        && fchown(fd, (uid_t) -1, st->st_gid) == -1)
+    {
+        actl_error(ctx, "chown \"%s\" to the group of the database (%ld): "
+                   "%s; no backup was made", path, (long) st->st_gid,
+                   strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    if (fchmod(fd, st->st_mode & 07777) == -1) {
+        actl_error(ctx, "chmod \"%s\": %s; no backup was made", path,
+                   strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    return ACTL_OK;
+}
+
+
+static int
+actl_fsync_path(actl_ctx_t *ctx, const char *path)
+{
+    int  fd, rc;
+
+    fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd == -1) {
+        actl_error(ctx, "open \"%s\": %s", path, strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    rc = ACTL_OK;
+
+    if (fsync(fd) == -1) {
+        actl_error(ctx, "fsync \"%s\": %s", path, strerror(errno));
+        rc = ACTL_FAIL;
+    }
+
+    close(fd);
+
+    return rc;
+}
+
+
+/* what a failed backup wrote: mdb_env_copy2() writes data.mdb only */
+
+static void
+actl_backup_remove(const char *tmp)
+{
+    char  *path;
+
+    path = actl_path(tmp, AKC_DATA_FILE);
+
+    if (path != NULL) {
+        (void) unlink(path);
+        free(path);
+    }
+
+    (void) rmdir(tmp);
 }
 
 
 int
 actl_cmd_restore(actl_ctx_t *ctx, int argc, char **argv)
 {
-    actl_error(ctx, "not built yet");
+    int              c, rc;
+    char            *live, *path;
+    struct stat      lst, st;
+    actl_copy_t      src;
+    actl_restore_t   r;
+
+    static struct option  options[] = {
+        { "force",      no_argument,       NULL, 'F' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    memset(&r, 0, sizeof(actl_restore_t));
+
+    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+        switch (c) {
+
+        case 'F':
+            r.force = 1;
+            break;
+
+        default:
+            return actl_option_error(ctx, c, argv);
+        }
+    }
+
+    if (optind == argc) {
+        return actl_usage_error(ctx, "expected the backup directory SRC");
+    }
+
+    if (argc - optind > 1) {
+        return actl_usage_error(ctx, "unexpected argument \"%s\"",
+                                argv[optind + 1]);
+    }
+
+    if (argv[optind][0] == '\0') {
+        return actl_usage_error(ctx, "empty SRC");
+    }
+
+    memset(&src, 0, sizeof(actl_copy_t));
+    src.path = argv[optind];
+
+    r.src = &src;
+
+    rc = actl_open(ctx, 0);
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    /* the live database's own files, given as the backup */
+
+    live = actl_path(ctx->db, AKC_DATA_FILE);
+    path = actl_path(src.path, AKC_DATA_FILE);
+
+    if (live == NULL || path == NULL) {
+        actl_error(ctx, "out of memory");
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    if (stat(live, &lst) == 0 && stat(path, &st) == 0
+        && lst.st_dev == st.st_dev && lst.st_ino == st.st_ino)
+    {
+        actl_error(ctx, "\"%s\" is the live database itself; nothing was "
+                   "changed", src.path);
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    actl_copy_sigbus_init(src.path);
+
+    rc = actl_copy_open(ctx, &src);
+
+    if (rc == ACTL_OK) {
+        rc = actl_copy_verify(ctx, &src);
+    }
+
+    actl_sigbus_init(ctx);
+
+    if (rc != ACTL_OK) {
+        actl_error(ctx, "nothing was changed");
+        goto done;
+    }
+
+    if (src.nkeys == 0 && !r.force) {
+        actl_error(ctx, "\"%s\" holds no keys: restoring it would remove "
+                   "every key; nothing was changed (add --force to do it)",
+                   src.path);
+        rc = ACTL_INVALID;
+        goto done;
+    }
+
+    rc = actl_write(ctx, actl_restore_write, &r);
+    if (rc != ACTL_OK) {
+        goto done;
+    }
+
+    printf("restored %zu keys from \"%s\" (%zu keys before, %zu of them "
+           "not in the backup)\n", src.nkeys, src.path, r.before, r.removed);
+
+done:
+
+    actl_copy_close(&src);
+    actl_close(ctx);
+
+    free(live);
+    free(path);
+
+    return rc;
+}
+
+
+/*
+ * One write transaction: the keys of the live database are dropped and
+ * the copy's put in their place, in the copy's order, which is the
+ * order of the trees (MDB_APPEND).  The meta of the live database, its
+ * format and secret fingerprint, stays; actl_write() bumps generation.
+ */
+
+static int
+actl_restore_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    actl_restore_t *r = data;
+
+    int           rc, i;
+    size_t        removed;
+    MDB_dbi       from[2], to[2];
+    MDB_val       k, v;
+    MDB_stat      st;
+    MDB_cursor   *cur;
+    actl_copy_t  *src;
+
+    src = r->src;
+
+    rc = mdb_stat(txn, ctx->dbs.keys, &st);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_stat", rc);
+    }
+
+    /* the live keys that the backup does not hold */
+
+    rc = mdb_cursor_open(txn, ctx->dbs.keys, &cur);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_cursor_open", rc);
+    }
+
+    removed = 0;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        rc = mdb_get(src->txn, src->dbs.keys, &k, &v);
+
+        if (rc == MDB_NOTFOUND) {
+            removed++;
+
+        } else if (rc != MDB_SUCCESS) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != MDB_NOTFOUND) {
+        return actl_mdb_write_error(ctx, "mdb_cursor_get", rc);
+    }
+
+    if (!r->force && removed > st.ms_entries / 2) {
+        actl_error(ctx, "restoring \"%s\" would remove %zu of the %zu keys, "
+                   "more than half; nothing was changed (add --force to do "
+                   "it)", src->path, removed, (size_t) st.ms_entries);
+        return ACTL_INVALID;
+    }
+
+    r->before = st.ms_entries;
+    r->removed = removed;
+
+    from[0] = src->dbs.keys;
+    from[1] = src->dbs.ids;
+    to[0] = ctx->dbs.keys;
+    to[1] = ctx->dbs.ids;
+
+    for (i = 0; i < 2; i++) {
+
+        rc = mdb_drop(txn, to[i], 0);
+        if (rc != MDB_SUCCESS) {
+            return actl_mdb_write_error(ctx, "mdb_drop", rc);
+        }
+
+        rc = mdb_cursor_open(src->txn, from[i], &cur);
+        if (rc != MDB_SUCCESS) {
+            return actl_mdb_write_error(ctx, "mdb_cursor_open", rc);
+        }
+
+        for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+             rc == MDB_SUCCESS;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        {
+            rc = mdb_put(txn, to[i], &k, &v, MDB_APPEND);
+            if (rc != MDB_SUCCESS) {
+                mdb_cursor_close(cur);
+                return actl_mdb_write_error(ctx, "mdb_put", rc);
+            }
+        }
+
+        mdb_cursor_close(cur);
+
+        if (rc != MDB_NOTFOUND) {
+            return actl_mdb_write_error(ctx, "mdb_cursor_get", rc);
+        }
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
+ * A copy is opened read-only.  A directory without lock.mdb (a backup:
+ * mdb_env_copy2() writes data.mdb only) is opened without one, and
+ * nothing is written into it.  A directory with a lock.mdb may be a
+ * database in use: it is read through its lock file as a reader, so
+ * that its writers leave the pages read alone; only the lock file's
+ * reader table is written.
+ */
+
+static int
+actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy)
+{
+    int              rc, retried;
+    char            *data, *lock;
+    long             psize;
+    unsigned         flags;
+    struct stat      st;
+    struct timespec  ts;
+
+    data = actl_path(copy->path, AKC_DATA_FILE);
+    lock = actl_path(copy->path, AKC_LOCK_FILE);
+
+    rc = ACTL_FAIL;
+
+    if (data == NULL || lock == NULL) {
+        actl_error(ctx, "out of memory");
+        goto done;
+    }
+
+    if (stat(copy->path, &st) == -1) {
+        actl_error(ctx, "\"%s\": %s", copy->path, strerror(errno));
+        goto done;
+    }
+
+    if (!S_ISDIR(st.st_mode)) {
+        actl_error(ctx, "\"%s\" is not a directory (give the directory "
+                   "of a backup or a database)", copy->path);
+        goto done;
+    }
+
+    if (stat(data, &st) == -1) {
+        if (errno == ENOENT) {
+            actl_error(ctx, "\"%s\" holds no %s: not a backup", copy->path,
+                       AKC_DATA_FILE);
+
+        } else {
+            actl_error(ctx, "\"%s\": %s", data, strerror(errno));
+        }
+
+        goto done;
+    }
+
+    psize = sysconf(_SC_PAGESIZE);
+
+    if (!S_ISREG(st.st_mode) || psize <= 0 || st.st_size < 2 * psize) {
+        actl_error(ctx, "\"%s\": %s", copy->path,
+                   akc_meta_strerror(AKC_ETRUNCATED));
+        goto done;
+    }
+
+    copy->size = st.st_size;
+
+    flags = MDB_RDONLY;
+
+    if (lstat(lock, &st) == -1) {
+        if (errno != ENOENT) {
+            actl_error(ctx, "\"%s\": %s", lock, strerror(errno));
+            goto done;
+        }
+
+        flags |= MDB_NOLOCK;
+    }
+
+    rc = mdb_env_create(&copy->env);
+    if (rc != MDB_SUCCESS) {
+        copy->env = NULL;
+        actl_error(ctx, "mdb_env_create() failed: %s", mdb_strerror(rc));
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    rc = mdb_env_set_maxdbs(copy->env, AKC_MAXDBS);
+
+    if (rc == MDB_SUCCESS) {
+        rc = mdb_env_open(copy->env, copy->path, flags, 0);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_error(ctx, "open \"%s\": %s", copy->path, mdb_strerror(rc));
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    for (retried = 0; /* void */; retried = 1) {
+
+        rc = mdb_txn_begin(copy->env, NULL, MDB_RDONLY, &copy->txn);
+
+        if (rc == MDB_MAP_RESIZED) {
+            rc = mdb_env_set_mapsize(copy->env, 0);
+            if (rc == MDB_SUCCESS) {
+                rc = mdb_txn_begin(copy->env, NULL, MDB_RDONLY, &copy->txn);
+            }
+        }
+
+        if (rc != MDB_SUCCESS) {
+            copy->txn = NULL;
+            actl_error(ctx, "open \"%s\": %s", copy->path, mdb_strerror(rc));
+            rc = ACTL_FAIL;
+            goto done;
+        }
+
+        /* as actl_begin(): a commit in flight is looked at again once */
+
+        rc = akc_env_check(copy->txn, 0);
+
+        if (rc != AKC_ELAG || retried) {
+            break;
+        }
+
+        mdb_txn_abort(copy->txn);
+        copy->txn = NULL;
+
+        ts.tv_sec = 0;
+        ts.tv_nsec = ACTL_LAG_RETRY_MS * 1000000L;
+        (void) nanosleep(&ts, NULL);
+    }
+
+    if (rc == AKC_OK) {
+        rc = akc_dbs_open(copy->txn, &copy->dbs, 0);
+
+        if (rc == MDB_NOTFOUND) {
+            rc = AKC_EUNINIT;
+
+        } else if (rc == MDB_SUCCESS) {
+            rc = akc_meta_check(copy->txn, &copy->dbs, &ctx->secret);
+        }
+    }
+
+    if (rc != AKC_OK) {
+        actl_error(ctx, "\"%s\": %s", copy->path, akc_meta_strerror(rc));
+        rc = ACTL_FAIL;
+        goto done;
+    }
+
+    rc = ACTL_OK;
+
+done:
+
+    free(data);
+    free(lock);
+
+    return rc;
+}
+
+
+/*
+ * Every record decodes, every key with an id is the key its id names,
+ * and every id names a key that carries it: what restore puts in the
+ * live database is whole.
+ */
+
+static int
+actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy)
+{
+    int            rc;
+    size_t         nkeys, nids;
+    MDB_val        k, v, r;
+    const char    *why;
+    MDB_cursor    *cur;
+    akc_record_t   rec;
+
+    why = NULL;
+    nkeys = 0;
+    nids = 0;
+
+    rc = mdb_cursor_open(copy->txn, copy->dbs.keys, &cur);
+    if (rc != MDB_SUCCESS) {
+        goto failed;
+    }
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (k.mv_size != AKC_HASH_LEN
+            || akc_record_decode(&rec, v.mv_data, v.mv_size) != AKC_OK)
+        {
+            why = "a record does not decode";
+            break;
+        }
+
+        nkeys++;
+
+        if (rec.id.len == 0) {
+            continue;
+        }
+
+        r.mv_size = rec.id.len;
+        r.mv_data = (void *) rec.id.data;
+
+        rc = mdb_get(copy->txn, copy->dbs.ids, &r, &r);
+
+        if (rc == MDB_NOTFOUND
+            || (rc == MDB_SUCCESS
+                && (r.mv_size != AKC_HASH_LEN
+                    || memcmp(r.mv_data, k.mv_data, AKC_HASH_LEN) != 0)))
+        {
+            why = "a key's id does not name it";
+            break;
+        }
+
+        if (rc != MDB_SUCCESS) {
+            break;
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (why != NULL) {
+        goto damaged;
+    }
+
+    if (rc != MDB_NOTFOUND) {
+        goto failed;
+    }
+
+    rc = mdb_cursor_open(copy->txn, copy->dbs.ids, &cur);
+    if (rc != MDB_SUCCESS) {
+        goto failed;
+    }
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == MDB_SUCCESS;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        if (v.mv_size != AKC_HASH_LEN) {
+            why = "an id does not name a key";
+            break;
+        }
+
+        rc = mdb_get(copy->txn, copy->dbs.keys, &v, &r);
+
+        if (rc == MDB_NOTFOUND
+            || (rc == MDB_SUCCESS
+                && (akc_record_decode(&rec, r.mv_data, r.mv_size) != AKC_OK
+                    || rec.id.len != k.mv_size
+                    || memcmp(rec.id.data, k.mv_data, k.mv_size) != 0)))
+        {
+            why = "an id does not name a key that carries it";
+            break;
+        }
+
+        if (rc != MDB_SUCCESS) {
+            break;
+        }
+
+        nids++;
+    }
+
+    mdb_cursor_close(cur);
+
+    if (why != NULL) {
+        goto damaged;
+    }
+
+    if (rc != MDB_NOTFOUND) {
+        goto failed;
+    }
+
+    copy->nkeys = nkeys;
+
+    return ACTL_OK;
+
+damaged:
+
+    actl_error(ctx, "\"%s\" is damaged: %s", copy->path, why);
     return ACTL_FAIL;
+
+failed:
+
+    actl_error(ctx, "\"%s\": reading it failed: %s", copy->path,
+               mdb_strerror(rc));
+    return ACTL_FAIL;
+}
+
+
+static void
+actl_copy_close(actl_copy_t *copy)
+{
+    if (copy->txn != NULL) {
+        mdb_txn_abort(copy->txn);
+        copy->txn = NULL;
+    }
+
+    if (copy->env != NULL) {
+        mdb_env_close(copy->env);
+        copy->env = NULL;
+    }
+}
+
+
+static char *
+actl_path(const char *dir, const char *name)
+{
+    char    *path;
+    size_t   len;
+
+    len = strlen(dir) + 1 + strlen(name) + 1;
+
+    path = malloc(len);
+    if (path == NULL) {
+        return NULL;
+    }
+
+    snprintf(path, len, "%s/%s", dir, name);
+
+    return path;
+}
+
+
+/*
+ * A copy truncated, or cut short while it is read, is SIGBUS: the live
+ * database is not written yet, and the message names the copy.
+ */
+
+static void
+actl_copy_sigbus_init(const char *path)
+{
+    int               n;
+    struct sigaction  sa;
+
+    n = snprintf(actl_copy_sigbus_msg, sizeof(actl_copy_sigbus_msg),
+                 "apikeyctl: restore: \"%s\": data.mdb ends before a page "
+                 "read from it (truncated?); nothing was changed\n", path);
+
+    if (n < 0 || (size_t) n >= sizeof(actl_copy_sigbus_msg)) {
+        n = snprintf(actl_copy_sigbus_msg, sizeof(actl_copy_sigbus_msg),
+                     "apikeyctl: restore: the backup's data.mdb ends "
+                     "before a page read from it (truncated?); nothing "
+                     "was changed\n");
+    }
+
+    actl_copy_sigbus_len = (size_t) n;
+
+    memset(&sa, 0, sizeof(struct sigaction));
+    sa.sa_handler = actl_copy_sigbus_handler;
+    sigemptyset(&sa.sa_mask);
+
+    (void) sigaction(SIGBUS, &sa, NULL);
+}
+
+
+static void
+actl_copy_sigbus_handler(int signo)
+{
+    ssize_t  n;
+
+    n = write(STDERR_FILENO, actl_copy_sigbus_msg, actl_copy_sigbus_len);
+    (void) n;
+
+    _exit(ACTL_FAIL);
 }
