@@ -315,6 +315,8 @@ int actl_json_row(actl_ctx_t *ctx, const akc_record_t *rec,
     const unsigned char *hash, void *data);
 int actl_csv_out_row(actl_ctx_t *ctx, const akc_record_t *rec,
     const unsigned char *hash, void *data);
+int actl_json_show(actl_ctx_t *ctx, const akc_record_t *rec, int replaces,
+    int replaced_by);
 void actl_json_str(json_t *obj, const char *name, const char *s,
     size_t len);
 void actl_json_time(json_t *obj, const char *name, int64_t t);

@@ -25,6 +25,8 @@ static int actl_parse_duration(actl_ctx_t *ctx, const char *s,
     int64_t *until);
 static int actl_filter_row(actl_ctx_t *ctx, const akc_record_t *rec,
     const unsigned char *hash, void *data);
+static int actl_show_link(actl_ctx_t *ctx, MDB_txn *txn,
+    const akc_str_t *id);
 
 
 static const char  *actl_table_header[] = {
@@ -248,7 +250,7 @@ actl_filter_row(actl_ctx_t *ctx, const akc_record_t *rec,
 int
 actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int            c, rc, json;
+    int            c, rc, json, replaces, replaced_by;
     char          *id;
     MDB_txn       *txn;
     akc_record_t   rec;
@@ -295,8 +297,16 @@ actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
         goto abort;
     }
 
+    replaces = actl_show_link(ctx, txn, &rec.replaces);
+    replaced_by = actl_show_link(ctx, txn, &rec.replaced_by);
+
+    if (replaces == -1 || replaced_by == -1) {
+        rc = ACTL_FAIL;
+        goto abort;
+    }
+
     if (json) {
-        rc = actl_json_row(ctx, &rec, NULL, NULL);
+        rc = actl_json_show(ctx, &rec, replaces, replaced_by);
         goto abort;
     }
 
@@ -318,6 +328,15 @@ actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
            (rec.flags & AKC_FLAG_DISABLED) ? "true" : "false");
     actl_show_str("hint", rec.hint);
 
+#define actl_show_id(name, s, exists)                                         \
+    printf("%s: %.*s%s\n", name, (s).len ? (int) (s).len : 1,                 \
+           (s).len ? (s).data : "-",                                          \
+           ((s).len && !(exists)) ? " (no longer in the database)" : "")
+
+    actl_show_id("replaces", rec.replaces, replaces);
+    actl_show_id("replaced_by", rec.replaced_by, replaced_by);
+
+#undef actl_show_id
 #undef actl_show_str
 
 abort:
@@ -327,6 +346,36 @@ abort:
     actl_close(ctx);
 
     return rc;
+}
+
+
+/* 1: the key a link names is there, 0: it is not, or no link; -1: error */
+
+static int
+actl_show_link(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *id)
+{
+    int      rc;
+    MDB_val  k, v;
+
+    if (id->len == 0) {
+        return 0;
+    }
+
+    k.mv_size = id->len;
+    k.mv_data = (void *) id->data;
+
+    rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(ctx, "mdb_get", rc);
+        return -1;
+    }
+
+    return 1;
 }
 
 

@@ -131,9 +131,62 @@ actl_json_record(actl_ctx_t *ctx, const akc_record_t *rec,
 
     if (hash != NULL) {
         actl_json_time(obj, "created", rec->created);
+        return obj;
+    }
+
+    /* the rotation links, when set: export's columns stay as they are */
+
+    if (rec->replaces.len) {
+        actl_json_str(obj, "replaces", rec->replaces.data, rec->replaces.len);
+    }
+
+    if (rec->replaced_by.len) {
+        actl_json_str(obj, "replaced_by", rec->replaced_by.data,
+                      rec->replaced_by.len);
     }
 
     return obj;
+}
+
+
+/*
+ * show: both links, null when unset, and whether the key each names is
+ * still in the database (a revoked one is not)
+ */
+
+int
+actl_json_show(actl_ctx_t *ctx, const akc_record_t *rec, int replaces,
+    int replaced_by)
+{
+    json_t  *obj;
+
+    obj = actl_json_record(ctx, rec, NULL);
+    if (obj == NULL) {
+        actl_error(ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    if (rec->replaces.len) {
+        json_object_set_new(obj, "replaces_exists", json_boolean(replaces));
+
+    } else {
+        json_object_set_new(obj, "replaces", json_null());
+    }
+
+    if (rec->replaced_by.len) {
+        json_object_set_new(obj, "replaced_by_exists",
+                            json_boolean(replaced_by));
+
+    } else {
+        json_object_set_new(obj, "replaced_by", json_null());
+    }
+
+    json_dumpf(obj, stdout, JSON_COMPACT);
+    fputc('\n', stdout);
+
+    json_decref(obj);
+
+    return ACTL_OK;
 }
 
 
