@@ -158,6 +158,8 @@ my @refused = (
       qr/^apikeyctl: backup: "\Q$dir\E\/nope\/b": the directory it is to be made in: No such file or directory\n\z/ ],
     [ 'no DEST', [], 2, qr/expected the backup directory DEST/ ],
     [ 'an empty DEST', [ '' ], 2, qr/empty DEST/ ],
+    [ 'standard output', [ '-' ], 2,
+      qr/DEST is a directory; "-" \(standard output\) is not one/ ],
     [ 'two DESTs', [ "$dir/x1", "$dir/x2" ], 2,
       qr/unexpected argument "\Q$dir\E\/x2"/ ],
     [ 'an unknown option', [ '--compact', "$dir/x1" ], 2,
@@ -312,6 +314,8 @@ for my $r (@bad) {
 
 for my $r ([ 'no SRC', [], qr/expected the backup directory SRC/ ],
            [ 'an empty SRC', [ '' ], qr/empty SRC/ ],
+           [ 'standard input', [ '-' ],
+             qr/SRC is a directory; "-" \(standard input\) is not one/ ],
            [ 'two SRCs', [ "$dir/b1", "$dir/b2" ], qr/unexpected argument/ ],
            [ 'an unknown option', [ '--replace', "$dir/b1" ],
              qr/invalid option "--replace"/ ])

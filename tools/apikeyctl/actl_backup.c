@@ -98,6 +98,11 @@ actl_cmd_backup(actl_ctx_t *ctx, int argc, char **argv)
         return actl_usage_error(ctx, "empty DEST");
     }
 
+    if (strcmp(argv[optind], "-") == 0) {
+        return actl_usage_error(ctx, "DEST is a directory; \"-\" (standard "
+                                "output) is not one");
+    }
+
     /* the source first: its format and that it is this secret's */
 
     rc = actl_start(ctx, MDB_RDONLY, &txn);
@@ -577,6 +582,11 @@ actl_cmd_restore(actl_ctx_t *ctx, int argc, char **argv)
 
     if (argv[optind][0] == '\0') {
         return actl_usage_error(ctx, "empty SRC");
+    }
+
+    if (strcmp(argv[optind], "-") == 0) {
+        return actl_usage_error(ctx, "SRC is a directory; \"-\" (standard "
+                                "input) is not one");
     }
 
     memset(&src, 0, sizeof(actl_copy_t));
