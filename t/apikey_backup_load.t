@@ -16,7 +16,7 @@ use Test::More;
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
-use Apikey::Harness qw(http_get);
+use Apikey::Harness qw(http_get scaled);
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -71,7 +71,7 @@ for my $n (1 .. $clients) {
     if ($pid == 0) {
         open my $log, '>', "$dir/client.$n" or POSIX::_exit(1);
         my @classes = qw(A R N U);
-        my $end = time() + 60;
+        my $end = time() + scaled(60);
 
         srand($$);
 
@@ -118,16 +118,16 @@ sub command {
     return $out;
 }
 
-sleep 1;
+sleep scaled(1);
 
 command('backup', undef, 'backup', "$dir/backup");
 my $saved = $t->ctl_ok('export');
 
-sleep 0.5;
+sleep scaled(0.5);
 
 command('revoke', { R => 401 }, { input => join("\n", map { "R$_" } 1 .. 20)
                                            . "\n" }, 'revoke', '-');
-sleep 0.5;
+sleep scaled(0.5);
 
 command('import', { N => 200 },
         { input => "id,key\n" . join('', map { "N$_,$keys{N}[$_ - 1]\n" }
@@ -135,13 +135,13 @@ command('import', { N => 200 },
         'import', '-');
 command('gen', {}, 'gen', '--count', '10');
 
-sleep 0.5;
+sleep scaled(0.5);
 
 my $out = command('restore', { R => 200, N => 401 }, 'restore',
                   "$dir/backup");
 like($out, qr/^restored 50040 keys from/, 'restore output');
 
-sleep 1;
+sleep scaled(1);
 
 open my $fh, '>', $stop or die;
 close $fh;
@@ -184,7 +184,7 @@ for my $n (1 .. $clients) {
 diag("$total requests: " . join(', ', map { "$_: $count{$_}" }
                                       sort keys %count));
 
-cmp_ok($total, '>', 200, 'enough requests under load');
+cmp_ok($total, '>', 100, 'enough requests under load');
 is(scalar(grep { $_ >= 500 || $_ == 0 } keys %count), 0, 'no 5xx, no failure');
 is(scalar @wrong, 0, 'every answer the one of its moment')
     or diag(join("\n", @wrong[0 .. ($#wrong < 9 ? $#wrong : 9)]));
