@@ -16,6 +16,7 @@ use IO::Select;
 use IO::Socket::INET;
 use POSIX qw(WNOHANG);
 use Test::More;
+use Test2::API qw(test2_add_callback_testing_done);
 use Time::HiRes qw(sleep time);
 
 our @EXPORT_OK = qw(http_get http_raw write_file scaled);
@@ -35,6 +36,14 @@ sub scaled {
     my ($seconds) = @_;
     return $valgrind ? $seconds * 20 : $seconds;
 }
+
+# every database a test makes with "apikeyctl init" is checked with
+# "apikeyctl check" when the test is done, one more test for each, before
+# the plan is printed; no_check() leaves out one damaged on purpose
+
+my @databases;
+
+test2_add_callback_testing_done(\&check_databases);
 
 sub new {
     my ($class, %opts) = @_;
@@ -170,6 +179,11 @@ sub ctl {
     waitpid($pid, 0);
     my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
 
+    if ($rc == 0 && $args[0] eq 'init') {
+        $self->record_db($opts{db} // $self->{db},
+                         $opts{secret} // $self->{secret});
+    }
+
     return ($rc, slurp($out), slurp($err));
 }
 
@@ -203,6 +217,66 @@ sub init_db {
     unshift @args, '--map-size', '256m' if $valgrind;
 
     return $self->ctl_ok(@opts, 'init', @args);
+}
+
+# the databases "check" runs on when the test is done
+
+sub record_db {
+    my ($self, $db, $secret) = @_;
+
+    return if grep { $_->{db} eq $db } @databases;
+
+    push @databases, { db => $db, secret => $secret,
+                       apikeyctl => $self->{apikeyctl},
+                       prefix => $self->{prefix} };
+}
+
+# a database damaged on purpose: not checked at the end ($t->db if none)
+
+sub no_check {
+    my ($self, $db) = @_;
+
+    $db //= $self->{db};
+
+    $_->{skip} = 1 for grep { $_->{db} eq $db } @databases;
+
+    return $self;
+}
+
+# run by Test2 when done_testing() is called, before the plan is printed:
+# one test per database that still exists; with a fixed plan ("plan
+# tests => N") only a failure is added, and the count fails with it
+
+sub check_databases {
+    my ($trace, $hub) = @_;
+
+    my $plan = $hub->plan // '';
+    return if $plan eq 'SKIP';
+
+    for my $d (@databases) {
+        next if $d->{skip} || !-f "$d->{db}/data.mdb";
+
+        my $out = '';
+        my $pid = open(my $fh, '-|') // die "fork: $!";
+
+        if ($pid == 0) {
+            open STDIN, '<', '/dev/null';
+            open STDERR, '>&', \*STDOUT;
+            exec $d->{apikeyctl}, '-d', $d->{db}, '-s', $d->{secret}, 'check'
+                or die "exec $d->{apikeyctl}: $!";
+        }
+
+        { local $/; $out = <$fh> // ''; }
+        close $fh;
+
+        my $ok = $? == 0;
+        next if $ok && $plan =~ /^\d+$/;
+
+        (my $name = $d->{db}) =~ s{^\Q$d->{prefix}\E/}{};
+
+        ok($ok, "check clean: $name")
+            or diag("apikeyctl check $d->{db}: exit " . ($? >> 8) . "\n$out");
+    }
 }
 
 # generate one key, returns the plaintext key
