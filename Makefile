@@ -32,6 +32,7 @@ CTL_SRCS =      $(CTL_DIR)/apikeyctl.c $(CTL_DIR)/actl_error.c \
                 $(CTL_DIR)/actl_fields.c $(CTL_DIR)/actl_output.c \
                 $(CTL_DIR)/actl_init.c $(CTL_DIR)/actl_gen.c \
                 $(CTL_DIR)/actl_import.c $(CTL_DIR)/actl_import_read.c \
+                $(CTL_DIR)/actl_import_write.c \
                 $(CTL_DIR)/actl_update.c $(CTL_DIR)/actl_list.c \
                 $(CTL_DIR)/actl_verify.c $(CTL_DIR)/actl_rotate.c \
                 $(CTL_DIR)/actl_stats.c $(CTL_DIR)/actl_check.c \

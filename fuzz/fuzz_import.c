@@ -12,7 +12,8 @@
  * the rows kept are then written by actl_import_write() in a write
  * transaction on a scratch database, aborted after each input.  The
  * database holds one key (id "seeded") from the start, so that updates
- * and clashing ids are reached too.
+ * and clashing ids are reached too; an input whose first byte is odd
+ * goes with --replace --force, through the sorted path.
  */
 
 
@@ -150,7 +151,7 @@ static int
 akf_import(const char *data, size_t size, int commit)
 {
     int             rc, fd[2];
-    size_t          replaced;
+    MDB_txn        *txn;
     actl_reader_t   r;
     actl_import_t  *imp;
 
@@ -173,6 +174,8 @@ akf_import(const char *data, size_t size, int commit)
     imp->ctx = &akf_ctx;
     imp->skip_invalid = 1;
     imp->jsonl = AKF_JSONL;
+    imp->replace = !commit && size > 0 && (data[0] & 1);
+    imp->force = imp->replace;
 
     /* the rows are read and checked with no transaction, as by import */
 
@@ -188,22 +191,27 @@ akf_import(const char *data, size_t size, int commit)
     /* then written, and the transaction aborted but for the seed */
 
     if (rc == ACTL_OK) {
-        if (mdb_txn_begin(akf_ctx.env, NULL, 0, &imp->txn) != MDB_SUCCESS) {
+        if (mdb_txn_begin(akf_ctx.env, NULL, 0, &txn) != MDB_SUCCESS) {
             abort();
         }
 
-        rc = actl_import_write(imp, 0, 0, &replaced);
+        rc = actl_import_write(&akf_ctx, txn, imp);
 
         if (commit && rc == ACTL_OK) {
-            if (mdb_txn_commit(imp->txn) != MDB_SUCCESS) {
+            if (mdb_txn_commit(txn) != MDB_SUCCESS) {
                 abort();
             }
 
         } else {
-            mdb_txn_abort(imp->txn);
+            mdb_txn_abort(txn);
         }
 
-        imp->txn = NULL;
+        /* the rows rejected in the transaction, as import prints them */
+
+        if (rc == ACTL_OK || rc == ACTL_INVALID) {
+            fflush(stderr);
+            (void) actl_import_report(imp);
+        }
     }
 
     actl_import_free(imp);

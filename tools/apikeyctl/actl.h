@@ -176,15 +176,25 @@ typedef struct {
 typedef struct {
     unsigned char           hash[AKC_HASH_LEN];
     uint64_t                line;
-    size_t                  off;        /* its encoded record in the arena */
-    size_t                  len;
+    uint64_t                off;        /* its encoded record in the arena,
+                                           then its id */
+    uint16_t                len;
+    uint8_t                 id_len;
     unsigned                has_id:1;
+    unsigned                rejected:1;
 } actl_row_t;
+
+
+/* a row rejected in the write transaction: its reason in imp->msgs */
+
+typedef struct {
+    uint64_t                line;
+    size_t                  off;
+} actl_reject_t;
 
 
 typedef struct {
     actl_ctx_t             *ctx;
-    MDB_txn                *txn;
     actl_set_t              seen;
     actl_row_t             *rows;
     size_t                  nrows;
@@ -192,13 +202,37 @@ typedef struct {
     unsigned char          *arena;
     size_t                  arena_len;
     size_t                  arena_size;
+    actl_reject_t          *rejects;
+    size_t                  nrejects;
+    size_t                  nrejects_alloc;
+    char                   *msgs;
+    size_t                  msgs_len;
+    size_t                  msgs_size;
+    uint32_t               *order;      /* row indexes, sorted by id */
     uint64_t                line;       /* the first line of the row */
+
+    /* the summary: skipped counts the rows rejected while reading */
     uint64_t                added;
     uint64_t                updated;
+    uint64_t                unchanged;
+    uint64_t                removed;
+    uint64_t                rejected;
     uint64_t                skipped;
+    uint64_t                replaced;   /* the keys before --replace */
+
+    /* the progress line */
+    uint64_t                nread;
+    struct timespec         start;
+    struct timespec         shown;
+    unsigned                progress:1;
+    unsigned                progress_on:1;  /* a line is on the terminal */
+
     int                     rc;
     unsigned                skip_invalid:1;
     unsigned                jsonl:1;
+    unsigned                replace:1;
+    unsigned                force:1;
+    unsigned                sorted:1;   /* rows in hash order */
 
     /* CSV */
     unsigned                header:1;
@@ -342,15 +376,26 @@ void actl_gen_print(actl_ctx_t *ctx, akc_record_t *rec, const char *id,
 int actl_cmd_rotate(actl_ctx_t *ctx, int argc, char **argv);
 
 
-/* actl_import.c: import */
+/* actl_import.c, actl_import_write.c: import */
+
+/* a handler's answer for --dry-run: actl_write() aborts the transaction */
+#define ACTL_IMPORT_DRY         100
+
 
 int actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv);
 int actl_import_keep(actl_import_t *imp, akc_record_t *rec,
     const unsigned char *hash, int has_id, char *err, size_t errlen);
-int actl_import_write(actl_import_t *imp, int replace, int force,
-    size_t *replaced);
 void actl_import_free(actl_import_t *imp);
 int actl_import_result(actl_import_t *imp, int rc, const char *err);
+void actl_import_progress(actl_import_t *imp, int done);
+int actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+int actl_import_reject(actl_import_t *imp, uint64_t line,
+    const char *err);
+int actl_import_report(actl_import_t *imp);
+actl_seen_t *actl_set_find(actl_set_t *set, const unsigned char *hash);
+int actl_set_add(actl_set_t *set, const unsigned char *hash,
+    uint64_t line);
+void actl_set_free(actl_set_t *set);
 
 
 /* actl_import_read.c: the readers of import */

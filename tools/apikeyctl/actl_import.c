@@ -2,21 +2,21 @@
 /*
  * Copyright (C) ngx_http_apikey_module developers
  *
- * apikeyctl import: the rows of a file checked, then written in one
- * transaction.
+ * apikeyctl import: the command, its progress line and its summary; the
+ * rows are read and checked in actl_import_read.c, and written in one
+ * transaction in actl_import_write.c.
  */
 
 
 #include "actl.h"
 
 
-static actl_seen_t *actl_set_find(actl_set_t *set,
-    const unsigned char *hash);
-static int actl_set_add(actl_set_t *set, const unsigned char *hash,
-    uint64_t line);
-static void actl_set_free(actl_set_t *set);
-static int actl_import_put(actl_import_t *imp, akc_record_t *rec,
-    const unsigned char *hash, int has_id, char *err, size_t errlen);
+#define ACTL_PROGRESS_ROWS      4096
+#define ACTL_PROGRESS_NSEC      250000000L
+
+
+static void actl_import_summary(actl_import_t *imp, int dry_run);
+static int actl_reject_cmp(const void *a, const void *b);
 
 
 int
@@ -25,7 +25,6 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
     int              c, fd, rc, jsonl, replace, force, dry_run;
     int              skip_invalid;
     char            *path;
-    size_t           replaced;
     const char      *ext;
     actl_reader_t    r;
     actl_import_t   *imp;
@@ -137,10 +136,17 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
     imp->ctx = ctx;
     imp->skip_invalid = skip_invalid;
     imp->jsonl = jsonl;
+    imp->replace = replace;
+    imp->force = force;
+    imp->progress = isatty(STDERR_FILENO) ? 1 : 0;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &imp->start);
+    imp->shown = imp->start;
 
     rc = jsonl ? actl_import_jsonl(imp, &r, path)
                : actl_import_csv(imp, &r, path);
 
+    actl_import_progress(imp, 1);
     actl_reader_free(&r);
 
     if (rc != ACTL_OK) {
@@ -155,62 +161,18 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
         goto close;
     }
 
-    rc = actl_begin(ctx, 0, 0, 1, &imp->txn);
-    if (rc != ACTL_OK) {
-        goto close;
-    }
+    /* a dry run goes through the same transaction, and aborts it */
 
-    rc = actl_import_write(imp, replace, force, &replaced);
-    if (rc != ACTL_OK) {
-        goto abort;
-    }
+    imp->rc = dry_run ? ACTL_IMPORT_DRY : ACTL_OK;
 
-    if (dry_run) {
-        printf("dry run: would import %llu keys (%llu added, %llu updated, "
-               "%llu skipped)",
-               (unsigned long long) (imp->added + imp->updated),
-               (unsigned long long) imp->added,
-               (unsigned long long) imp->updated,
-               (unsigned long long) imp->skipped);
+    rc = actl_write(ctx, actl_import_write, imp);
 
-        if (replace) {
-            printf(", replacing %zu keys", replaced);
-        }
+    if (rc == ACTL_OK || rc == ACTL_IMPORT_DRY) {
+        rc = actl_import_report(imp);
+        actl_import_summary(imp, dry_run);
 
-        printf("; nothing was changed\n");
-
-        goto abort;
-    }
-
-    rc = akc_meta_touch(imp->txn, &ctx->dbs, ctx->now);
-    if (rc != MDB_SUCCESS) {
-        actl_mdb_error(ctx, "mdb_put", rc);
-        rc = ACTL_FAIL;
-        goto abort;
-    }
-
-    rc = actl_commit(ctx, &imp->txn);
-    if (rc != ACTL_OK) {
-        goto abort;
-    }
-
-    printf("imported %llu keys (%llu added, %llu updated, %llu skipped)",
-           (unsigned long long) (imp->added + imp->updated),
-           (unsigned long long) imp->added,
-           (unsigned long long) imp->updated,
-           (unsigned long long) imp->skipped);
-
-    if (replace) {
-        printf(", replaced %zu keys", replaced);
-    }
-
-    printf("\n");
-
-abort:
-
-    if (imp->txn != NULL) {
-        mdb_txn_abort(imp->txn);
-        imp->txn = NULL;
+    } else if (rc == ACTL_INVALID) {
+        (void) actl_import_report(imp);
     }
 
 close:
@@ -240,94 +202,115 @@ close_fd:
 
 
 /*
- * The write transaction of an import: the rows read and checked before
- * it began.  With --replace, the keys that no row keeps are counted
- * first: removing more than half of them needs --force.
+ * The summary: the result line on standard output, as before (scripts
+ * read it; "updated" there counts the unchanged rows too), and a line
+ * with every count on standard error, after the commit.
  */
 
-int
-actl_import_write(actl_import_t *imp, int replace, int force,
-    size_t *replaced)
+static void
+actl_import_summary(actl_import_t *imp, int dry_run)
 {
-    int            rc;
-    char           err[ACTL_ERR_LEN];
-    size_t         i, kept, removed;
-    MDB_val        k, v;
-    MDB_stat       st;
-    actl_ctx_t    *ctx;
-    actl_row_t    *row;
-    akc_record_t   rec;
+    uint64_t  added, updated, rejected;
 
-    ctx = imp->ctx;
-    *replaced = 0;
+    rejected = imp->skipped + imp->rejected;
 
-    if (replace) {
-        rc = mdb_stat(imp->txn, ctx->dbs.keys, &st);
-        if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_stat", rc);
-            return ACTL_FAIL;
-        }
+    /* the result line as before: --replace wrote every row anew */
 
-        kept = 0;
+    added = imp->added;
+    updated = imp->updated + imp->unchanged;
 
-        for (i = 0; i < imp->nrows; i++) {
-            k.mv_size = AKC_HASH_LEN;
-            k.mv_data = imp->rows[i].hash;
-
-            rc = mdb_get(imp->txn, ctx->dbs.keys, &k, &v);
-
-            if (rc == MDB_SUCCESS) {
-                kept++;
-
-            } else if (rc != MDB_NOTFOUND) {
-                actl_mdb_error(ctx, "mdb_get", rc);
-                return ACTL_FAIL;
-            }
-        }
-
-        removed = (kept < st.ms_entries) ? st.ms_entries - kept : 0;
-
-        if (!force && removed > st.ms_entries / 2) {
-            actl_error(ctx, "--replace would remove %zu of the %zu keys, "
-                       "more than half; nothing was changed (add --force "
-                       "to do it)", removed, (size_t) st.ms_entries);
-            return ACTL_INVALID;
-        }
-
-        *replaced = st.ms_entries;
-
-        rc = mdb_drop(imp->txn, ctx->dbs.keys, 0);
-        if (rc == MDB_SUCCESS) {
-            rc = mdb_drop(imp->txn, ctx->dbs.ids, 0);
-        }
-
-        if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_drop", rc);
-            return ACTL_FAIL;
-        }
+    if (imp->replace) {
+        added += updated;
+        updated = 0;
     }
 
-    for (i = 0; i < imp->nrows; i++) {
-        row = &imp->rows[i];
-        imp->line = row->line;
+    if (dry_run) {
+        printf("dry run: would import %llu keys (%llu added, %llu updated, "
+               "%llu skipped)",
+               (unsigned long long) (added + updated),
+               (unsigned long long) added, (unsigned long long) updated,
+               (unsigned long long) rejected);
 
-        if (akc_record_decode(&rec, imp->arena + row->off, row->len)
-            != AKC_OK)
-        {
-            actl_error(ctx, "akc_record_decode() failed");
-            return ACTL_FAIL;
+        if (imp->replace) {
+            printf(", replacing %llu keys",
+                   (unsigned long long) imp->replaced);
         }
 
-        rc = actl_import_put(imp, &rec, row->hash, row->has_id, err,
-                             sizeof(err));
+        printf("; nothing was changed\n");
 
-        rc = actl_import_result(imp, rc, err);
-        if (rc != ACTL_OK) {
-            return rc;
+    } else {
+        printf("imported %llu keys (%llu added, %llu updated, %llu skipped)",
+               (unsigned long long) (added + updated),
+               (unsigned long long) added, (unsigned long long) updated,
+               (unsigned long long) rejected);
+
+        if (imp->replace) {
+            printf(", replaced %llu keys", (unsigned long long) imp->replaced);
         }
+
+        printf("\n");
     }
 
-    return ACTL_OK;
+    fflush(stdout);
+
+    actl_error(imp->ctx, "%s%llu added, %llu updated, %llu unchanged, "
+               "%llu removed, %llu rejected%s",
+               dry_run ? "dry run, would be: " : "",
+               (unsigned long long) imp->added,
+               (unsigned long long) imp->updated,
+               (unsigned long long) imp->unchanged,
+               (unsigned long long) imp->removed,
+               (unsigned long long) rejected,
+               dry_run ? "; nothing was changed" : "");
+}
+
+
+/*
+ * Keys read and keys a second, on standard error when it is a terminal,
+ * at most four times a second; done: the line is cleared.
+ */
+
+void
+actl_import_progress(actl_import_t *imp, int done)
+{
+    double           secs;
+    struct timespec  now;
+
+    if (!imp->progress) {
+        return;
+    }
+
+    if (done) {
+        if (imp->progress_on) {
+            fputs("\r\033[K", stderr);
+            imp->progress_on = 0;
+        }
+
+        return;
+    }
+
+    if (++imp->nread % ACTL_PROGRESS_ROWS != 0) {
+        return;
+    }
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &now);
+
+    if ((now.tv_sec - imp->shown.tv_sec) * 1000000000L
+        + (now.tv_nsec - imp->shown.tv_nsec) < ACTL_PROGRESS_NSEC)
+    {
+        return;
+    }
+
+    imp->shown = now;
+
+    secs = (double) (now.tv_sec - imp->start.tv_sec)
+           + (double) (now.tv_nsec - imp->start.tv_nsec) / 1e9;
+
+    fprintf(stderr, "\r\033[Kapikeyctl: %s: %llu keys read, %.0f keys/s",
+            imp->ctx->cmd, (unsigned long long) imp->nread,
+            secs > 0 ? (double) imp->nread / secs : 0.0);
+
+    imp->progress_on = 1;
 }
 
 
@@ -345,6 +328,11 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
     if (imp->nrows == imp->nrows_alloc) {
         size = imp->nrows_alloc ? 2 * imp->nrows_alloc : 1024;
 
+        if (size > UINT32_MAX) {
+            actl_error(imp->ctx, "more than %u rows", UINT32_MAX);
+            return ACTL_FAIL;
+        }
+
         rows = actl_secure_realloc(imp->rows, size * sizeof(actl_row_t));
         if (rows == NULL) {
             actl_error(imp->ctx, "out of memory");
@@ -355,7 +343,7 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
         imp->nrows_alloc = size;
     }
 
-    if (imp->arena_size - imp->arena_len < AKC_RECORD_MAX_LEN) {
+    if (imp->arena_size - imp->arena_len < 2 * AKC_RECORD_MAX_LEN) {
         size = imp->arena_size ? 2 * imp->arena_size
                                : 1024 * AKC_RECORD_MAX_LEN;
 
@@ -381,10 +369,16 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
     memcpy(row->hash, hash, AKC_HASH_LEN);
     row->line = imp->line;
     row->off = imp->arena_len;
-    row->len = (size_t) n;
+    row->len = (uint16_t) n;
+    row->id_len = (uint8_t) rec->id.len;
     row->has_id = has_id ? 1 : 0;
+    row->rejected = 0;
 
-    imp->arena_len += (size_t) n;
+    /* the id once more after the record: the fast path sorts by it */
+
+    memcpy(imp->arena + imp->arena_len + n, rec->id.data, rec->id.len);
+
+    imp->arena_len += (size_t) n + rec->id.len;
 
     return ACTL_OK;
 }
@@ -397,15 +391,21 @@ actl_import_free(actl_import_t *imp)
 
     actl_secure_free(imp->rows);
     actl_secure_free(imp->arena);
+    free(imp->rejects);
+    free(imp->msgs);
+    free(imp->order);
 
     imp->rows = NULL;
     imp->arena = NULL;
+    imp->rejects = NULL;
+    imp->msgs = NULL;
+    imp->order = NULL;
 }
 
 
 /* the set of hashes written by this import */
 
-static actl_seen_t *
+actl_seen_t *
 actl_set_find(actl_set_t *set, const unsigned char *hash)
 {
     size_t    i;
@@ -434,7 +434,7 @@ actl_set_find(actl_set_t *set, const unsigned char *hash)
 }
 
 
-static int
+int
 actl_set_add(actl_set_t *set, const unsigned char *hash, uint64_t line)
 {
     size_t        i, j, nslots, nalloc;
@@ -499,7 +499,7 @@ actl_set_add(actl_set_t *set, const unsigned char *hash, uint64_t line)
 }
 
 
-static void
+void
 actl_set_free(actl_set_t *set)
 {
     free(set->entries);
@@ -509,136 +509,106 @@ actl_set_free(actl_set_t *set)
 }
 
 
-static int
-actl_import_put(actl_import_t *imp, akc_record_t *rec,
-    const unsigned char *hash, int has_id, char *err, size_t errlen)
+/*
+ * A row rejected in the write transaction: its reason kept, to be
+ * printed after it (actl_import_report()).  Without --skip-invalid the
+ * first one ends the import.
+ */
+
+int
+actl_import_reject(actl_import_t *imp, uint64_t line, const char *err)
 {
-    int             rc, update;
-    char            q[ACTL_QUOTE_LEN];
-    MDB_val         k, v, h;
-    actl_ctx_t     *ctx;
-    actl_seen_t    *seen;
-    akc_record_t    old;
-    unsigned char   buf[AKC_RECORD_MAX_LEN];
+    char           *msgs;
+    size_t          len, size;
+    actl_reject_t  *rejects;
 
-    ctx = imp->ctx;
+    len = strlen(err) + 1;
 
-    seen = actl_set_find(&imp->seen, hash);
+    if (imp->nrejects == imp->nrejects_alloc) {
+        size = imp->nrejects_alloc ? 2 * imp->nrejects_alloc : 64;
 
-    if (seen != NULL) {
-        snprintf(err, errlen, "the same key as line %llu",
-                 (unsigned long long) seen->line);
-        return ACTL_INVALID;
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = (void *) hash;
-
-    rc = mdb_get(imp->txn, ctx->dbs.keys, &k, &v);
-
-    if (rc == MDB_SUCCESS) {
-        if (akc_record_decode(&old, v.mv_data, v.mv_size) != AKC_OK) {
-            actl_error(ctx, "a record in the database is corrupt");
+        rejects = realloc(imp->rejects, size * sizeof(actl_reject_t));
+        if (rejects == NULL) {
+            actl_error(imp->ctx, "out of memory");
             return ACTL_FAIL;
         }
 
-        if (has_id
-            && (old.id.len != rec->id.len
-                || memcmp(old.id.data, rec->id.data, rec->id.len) != 0))
-        {
-            snprintf(err, errlen, "key already exists as id %s",
-                     actl_quote(old.id.data, old.id.len, q));
+        imp->rejects = rejects;
+        imp->nrejects_alloc = size;
+    }
+
+    if (imp->msgs_size - imp->msgs_len < len) {
+        size = imp->msgs_size ? 2 * imp->msgs_size : 4096;
+
+        while (size - imp->msgs_len < len) {
+            size *= 2;
+        }
+
+        msgs = realloc(imp->msgs, size);
+        if (msgs == NULL) {
+            actl_error(imp->ctx, "out of memory");
+            return ACTL_FAIL;
+        }
+
+        imp->msgs = msgs;
+        imp->msgs_size = size;
+    }
+
+    memcpy(imp->msgs + imp->msgs_len, err, len);
+
+    imp->rejects[imp->nrejects].line = line;
+    imp->rejects[imp->nrejects].off = imp->msgs_len;
+    imp->nrejects++;
+    imp->msgs_len += len;
+
+    imp->rejected++;
+
+    return imp->skip_invalid ? ACTL_OK : ACTL_INVALID;
+}
+
+
+static int
+actl_reject_cmp(const void *a, const void *b)
+{
+    const actl_reject_t  *x = a, *y = b;
+
+    return (x->line > y->line) - (x->line < y->line);
+}
+
+
+/*
+ * The rows rejected in the transaction, in the order of the file; without
+ * --skip-invalid only the first: the import failed on it.
+ */
+
+int
+actl_import_report(actl_import_t *imp)
+{
+    size_t  i;
+
+    if (imp->nrejects > 1) {
+        qsort(imp->rejects, imp->nrejects, sizeof(actl_reject_t),
+              actl_reject_cmp);
+    }
+
+    for (i = 0; i < imp->nrejects; i++) {
+        if (!imp->skip_invalid) {
+            actl_error(imp->ctx, "line %llu: %s",
+                       (unsigned long long) imp->rejects[i].line,
+                       imp->msgs + imp->rejects[i].off);
             return ACTL_INVALID;
         }
 
-        /* the same key under the same id: an update, created is kept */
-
-        rec->id = old.id;
-        rec->created = old.created;
-        update = 1;
-
-    } else if (rc == MDB_NOTFOUND) {
-        k.mv_size = rec->id.len;
-        k.mv_data = (void *) rec->id.data;
-
-        rc = mdb_get(imp->txn, ctx->dbs.ids, &k, &h);
-
-        if (rc == MDB_SUCCESS) {
-            seen = (h.mv_size == AKC_HASH_LEN)
-                   ? actl_set_find(&imp->seen, h.mv_data) : NULL;
-
-            if (seen != NULL) {
-                snprintf(err, errlen, "id %s is already used on line "
-                         "%llu", actl_quote(rec->id.data, rec->id.len, q),
-                         (unsigned long long) seen->line);
-
-            } else {
-                snprintf(err, errlen, "id %s already exists with "
-                         "another key",
-                         actl_quote(rec->id.data, rec->id.len, q));
-            }
-
-            return ACTL_INVALID;
-        }
-
-        if (rc != MDB_NOTFOUND) {
-            actl_mdb_error(ctx, "mdb_get", rc);
-            return ACTL_FAIL;
-        }
-
-        update = 0;
-
-    } else {
-        actl_mdb_error(ctx, "mdb_get", rc);
-        return ACTL_FAIL;
-    }
-
-    /* rec may point into the map: encode it before anything is written */
-
-    rc = akc_record_encode(rec, buf, sizeof(buf));
-    if (rc < 0) {
-        snprintf(err, errlen, "the record cannot be encoded");
-        return ACTL_INVALID;
-    }
-
-    v.mv_size = rc;
-    v.mv_data = buf;
-
-    if (!update) {
-        h.mv_size = AKC_HASH_LEN;
-        h.mv_data = (void *) hash;
-
-        rc = mdb_put(imp->txn, ctx->dbs.ids, &k, &h, MDB_NOOVERWRITE);
-        if (rc != MDB_SUCCESS) {
-            actl_mdb_error(ctx, "mdb_put", rc);
-            return ACTL_FAIL;
-        }
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = (void *) hash;
-
-    rc = mdb_put(imp->txn, ctx->dbs.keys, &k, &v, 0);
-    if (rc != MDB_SUCCESS) {
-        actl_mdb_error(ctx, "mdb_put", rc);
-        return ACTL_FAIL;
-    }
-
-    if (actl_set_add(&imp->seen, hash, imp->line) != ACTL_OK) {
-        actl_error(ctx, "out of memory");
-        return ACTL_FAIL;
-    }
-
-    if (update) {
-        imp->updated++;
-
-    } else {
-        imp->added++;
+        actl_error(imp->ctx, "skipped line %llu: %s",
+                   (unsigned long long) imp->rejects[i].line,
+                   imp->msgs + imp->rejects[i].off);
     }
 
     return ACTL_OK;
 }
 
+
+/* a row checked while reading: printed at once, before any transaction */
 
 int
 actl_import_result(actl_import_t *imp, int rc, const char *err)
@@ -646,6 +616,8 @@ actl_import_result(actl_import_t *imp, int rc, const char *err)
     if (rc != ACTL_INVALID) {
         return rc;
     }
+
+    actl_import_progress(imp, 1);
 
     if (imp->skip_invalid) {
         actl_error(imp->ctx, "skipped line %llu: %s",

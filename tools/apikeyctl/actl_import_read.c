@@ -346,6 +346,8 @@ actl_csv_row(int c, void *data)
         return;
     }
 
+    actl_import_progress(imp, 0);
+
     if (imp->nfields != imp->ncols) {
         snprintf(err, sizeof(err), "expected %d fields, found %d",
                  imp->ncols, imp->nfields);
@@ -403,6 +405,8 @@ actl_import_jsonl(actl_import_t *imp, actl_reader_t *r, const char *path)
         if (strspn(line, " \t\r") == len) {
             continue;
         }
+
+        actl_import_progress(imp, 0);
 
         /* jansson's error text quotes the input: it may hold a key */
 
