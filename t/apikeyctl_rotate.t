@@ -361,6 +361,36 @@ is($rc, 0, 'rotate after the new key was revoked exit code');
 is(show($b_id)->{replaced_by}, 'c2', 'rotate again: the link is replaced');
 check_ok('rotate again');
 
+# standard output that fails after the commit: told which key to revoke
+
+SKIP: {
+    skip 'no /dev/full', 3 unless -c '/dev/full';
+
+    my $errfile = $t->prefix() . '/full.err';
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDOUT, '>', '/dev/full' or die;
+        open STDERR, '>', $errfile or die;
+        exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), 'rotate',
+             'c2', '--new-id', 'c3' or die;
+    }
+
+    waitpid($pid, 0);
+    is($? >> 8, 1, 'rotate to a full stdout exit code');
+    my $msg = quotemeta('apikeyctl: rotate: write to standard output '
+                        . 'failed (No space left on device) after the new '
+                        . 'key was stored: nobody may have seen it; revoke '
+                        . 'it with "apikeyctl revoke c3" (the old key "c2" '
+                        . 'still expires at ');
+
+    like(Apikey::Harness::slurp($errfile), qr/^$msg\S+Z\)\n\z/,
+         'rotate to a full stdout message')
+        or diag(Apikey::Harness::slurp($errfile));
+    is(show('c3')->{replaces}, 'c2', 'rotate to a full stdout: stored');
+}
+
 # no key anywhere but in the output that shows it once
 
 for my $cmd (['list', '--format', 'json'], ['export'], ['show', $b_id]) {
