@@ -390,6 +390,45 @@ check_db('after restore of an empty backup');
 is($rc, 0, 'restore into an empty database') or diag($err);
 is($t->ctl_ok('export'), $saved, 'restore into an empty database: export');
 
+# a live database as SRC, written while it is restored from: read
+# through its lock file, each restore a consistent copy
+
+$t->init_db({ db => "$dir/busy" });
+$t->ctl_ok({ db => "$dir/busy" }, 'gen', '--count', '100');
+
+my $writer = fork() // die;
+
+if ($writer == 0) {
+    open STDOUT, '>', '/dev/null';
+    open STDERR, '>', '/dev/null';
+
+    for my $i (1 .. 40) {
+        system($t->{apikeyctl}, '-d', "$dir/busy", '-s', $t->secret(),
+               'gen', '--count', '50');
+    }
+
+    POSIX::_exit(0);
+}
+
+my ($busy_ok, $busy_n) = (0, 0);
+
+while (waitpid($writer, WNOHANG) != $writer) {
+    ($rc, $out, $err) = $t->ctl('restore', '--force', "$dir/busy");
+    $busy_n++;
+
+    # each gen adds 50 keys in one transaction: never a part of one
+
+    $busy_ok++ if $rc == 0 && $out =~ /^restored (\d+) keys/
+                  && ($1 - 100) % 50 == 0;
+    diag("restore of a busy database: $rc $out $err") if $rc != 0;
+}
+
+is($busy_ok, $busy_n, "restore of a database being written: $busy_n times");
+($rc, $out, $err) = $t->ctl('restore', '--force', "$dir/busy");
+is($t->ctl_ok('export'), $t->ctl_ok({ db => "$dir/busy" }, 'export'),
+   'restore of a database being written: export identical at rest');
+check_db('after restores of a database being written');
+
 # a backup killed while it writes leaves no DEST: a big database, killed
 # when its copy appears, and when the copy holds some megabytes
 
