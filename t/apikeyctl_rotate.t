@@ -348,7 +348,8 @@ like($t->ctl_ok('show', $b_id),
 
 $t->ctl_ok('revoke', 'a');
 ok(!show($b_id)->{replaces_exists}, 'revoked old: json says gone');
-like($t->ctl_ok('show', $b_id), qr/^replaces: a \(no longer in the database\)$/m,
+like($t->ctl_ok('show', $b_id),
+     qr/^replaces: a \(no longer in the database\)$/m,
      'revoked old: text says gone');
 check_ok('revoke');
 

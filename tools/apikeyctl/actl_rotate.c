@@ -222,12 +222,12 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     actl_rotate_t  *r = data;
 
     int             rc;
+    char            t[AKC_TIME_LEN + 1];
     size_t          len;
     MDB_val         k, v;
     const char     *prefix;
     akc_record_t    old, *rec;
     unsigned char   hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
-    char            t[AKC_TIME_LEN + 1];
 
     rc = actl_lookup(ctx, txn, r->id, &old);
     if (rc != ACTL_OK) {
