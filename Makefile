@@ -46,7 +46,7 @@ CORE_TEST =     $(B)/core_test
 
 
 .PHONY: all deps deps-test deps-bench module test demo bench bench-quick \
-        bench-cg \
+        bench-cg bench-import \
         lint install clean
 
 all: deps $(MODULE) $(APIKEYCTL)
@@ -125,6 +125,10 @@ bench-quick: deps-bench all
 
 bench-cg: deps-bench all
 	bench/run.sh --cg
+
+# BENCH_IMPORT_FLAGS=--no-10m skips the 10M-key case (a few minutes)
+bench-import: deps-bench all
+	bench/import.pl --build $(B) $(BENCH_IMPORT_FLAGS)
 
 lint:
 	tools/lint.sh

@@ -587,6 +587,16 @@ read -r w_ids c_ids < <(timed mdb_load -s ids -f $I/ids.dump $I/load \
 } > $RESULTS/import.tsv
 rm -rf $I
 
+# the import cases of bench/import.pl (make bench-import): 1M keys with and
+# without ids, --replace 1M over 1M and 10M keys, with peak memory
+log "import: bench/import.pl"
+if [ $MODE = full ]; then
+    perl "$BENCH/import.pl" --build $B --out $RESULTS/import.md > /dev/null
+else
+    perl "$BENCH/import.pl" --build $B --n $BIG --no-10m \
+        --out $RESULTS/import.md > /dev/null
+fi
+
 
 # --- report and charts -----------------------------------------------------
 

@@ -21,7 +21,8 @@ test)
           libpcre2-dev libssl-dev tar gzip python3"
     ;;
 bench)
-    pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils perl"
+    pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils perl
+          time"
     ;;
 fuzz)
     # make fuzz: clang and its libFuzzer runtime (-fsanitize=fuzzer)
