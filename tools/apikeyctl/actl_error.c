@@ -231,7 +231,8 @@ actl_check_args(actl_ctx_t *ctx, int argc, char **argv)
              || strcmp(ctx->cmd, "disable") == 0
              || strcmp(ctx->cmd, "enable") == 0
              || strcmp(ctx->cmd, "expire") == 0
-             || strcmp(ctx->cmd, "show") == 0)
+             || strcmp(ctx->cmd, "show") == 0
+             || strcmp(ctx->cmd, "rotate") == 0)
             && argv[i][0] != '-')
         {
             actl_error(ctx, "an API key was given where an id belongs (not "

@@ -45,7 +45,8 @@ static actl_cmd_t  actl_commands[] = {
       "                   [--skip-invalid] FILE|-" },
 
     { "rotate", actl_cmd_rotate,
-      "rotate ID [--grace DURATION] [--new-id ID] [--format text|json]" },
+      "rotate ID [--grace DURATION] [--new-id ID] [--prefix P]\n"
+      "                   [--format text|json]" },
 
     { "revoke", actl_cmd_revoke, "revoke [--ignore-missing] ID...|-" },
     { "disable", actl_cmd_disable, "disable [--ignore-missing] ID...|-" },
