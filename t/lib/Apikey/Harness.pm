@@ -37,9 +37,10 @@ sub scaled {
     return $valgrind ? $seconds * 20 : $seconds;
 }
 
-# every database a test makes with "apikeyctl init" is checked with
-# "apikeyctl check" when the test is done, one more test for each, before
-# the plan is printed; no_check() leaves out one damaged on purpose
+# every database a test makes with "apikeyctl init" or "backup" is
+# checked with "apikeyctl check" when the test is done, one more test for
+# each, before the plan is printed; no_check() leaves out one damaged on
+# purpose
 
 my @databases;
 
@@ -179,8 +180,12 @@ sub ctl {
     waitpid($pid, 0);
     my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
 
-    if ($rc == 0 && $args[0] eq 'init') {
-        $self->record_db($opts{db} // $self->{db},
+    # the databases made here, by init and by backup, are checked at
+    # the end
+
+    if ($rc == 0 && ($args[0] eq 'init' || $args[0] eq 'backup')) {
+        $self->record_db($args[0] eq 'init' ? $opts{db} // $self->{db}
+                                            : $args[-1],
                          $opts{secret} // $self->{secret});
     }
 
