@@ -183,9 +183,11 @@ sub ctl {
     # the databases made here, by init and by backup, are checked at
     # the end
 
-    if ($rc == 0 && ($args[0] eq 'init' || $args[0] eq 'backup')) {
-        $self->record_db($args[0] eq 'init' ? $opts{db} // $self->{db}
-                                            : $args[-1],
+    my $cmd = $args[0] // '';
+
+    if ($rc == 0 && ($cmd eq 'init' || $cmd eq 'backup')) {
+        $self->record_db($cmd eq 'init' ? $opts{db} // $self->{db}
+                                        : $args[-1],
                          $opts{secret} // $self->{secret});
     }
 
