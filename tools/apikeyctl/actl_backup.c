@@ -23,6 +23,7 @@
 
 
 #define ACTL_BACKUP_TMP         ".incomplete-XXXXXX"
+#define ACTL_COPY_TRIES         10      /* ACTL_LAG_RETRY_MS apart */
 
 
 /* a database read as a copy: a backup, or another database */
@@ -779,7 +780,7 @@ actl_restore_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 static int
 actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy)
 {
-    int              rc, retried;
+    int              rc, n;
     char            *data, *lock;
     long             psize;
     unsigned         flags;
@@ -860,7 +861,7 @@ actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy)
         goto done;
     }
 
-    for (retried = 0; /* void */; retried = 1) {
+    for (n = 1; /* void */; n++) {
 
         rc = mdb_txn_begin(copy->env, NULL, MDB_RDONLY, &copy->txn);
 
@@ -878,11 +879,16 @@ actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy)
             goto done;
         }
 
-        /* as actl_begin(): a commit in flight is looked at again once */
+        /*
+         * as actl_begin(), but a copy may be a database that another
+         * process keeps writing: a commit in flight, or two committed
+         * between mdb_txn_begin() and the check, are looked at again for
+         * a second before its lock file is called another file's
+         */
 
         rc = akc_env_check(copy->txn, 0);
 
-        if (rc != AKC_ELAG || retried) {
+        if ((rc != AKC_ELAG && rc != AKC_ELOCK) || n == ACTL_COPY_TRIES) {
             break;
         }
 
