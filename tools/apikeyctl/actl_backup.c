@@ -385,8 +385,6 @@ actl_backup_empty(actl_ctx_t *ctx, const char *dir)
             continue;
         }
 
-        closedir(dp);
-
         if (strcmp(de->d_name, AKC_DATA_FILE) == 0) {
             actl_error(ctx, "\"%s\" holds a database already; nothing was "
                        "written (give a new or empty directory)", dir);
@@ -395,6 +393,8 @@ actl_backup_empty(actl_ctx_t *ctx, const char *dir)
             actl_error(ctx, "\"%s\" is not empty; nothing was written "
                        "(give a new or empty directory)", dir);
         }
+
+        closedir(dp);
 
         return ACTL_FAIL;
     }
