@@ -17,6 +17,7 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(http_get scaled);
+use IO::Handle;
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -70,6 +71,7 @@ for my $n (1 .. $clients) {
 
     if ($pid == 0) {
         open my $log, '>', "$dir/client.$n" or POSIX::_exit(1);
+        $log->autoflush(1);
         my @classes = qw(A R N U);
         my $end = time() + scaled(60);
 
@@ -118,16 +120,39 @@ sub command {
     return $out;
 }
 
-sleep scaled(1);
+# between the commands: the load goes on for some requests more
+
+sub more_requests {
+    my ($n) = @_;
+
+    my $count = sub {
+        my $lines = 0;
+
+        for my $c (1 .. $clients) {
+            open my $log, '<', "$dir/client.$c" or next;
+            $lines++ while <$log>;
+            close $log;
+        }
+
+        return $lines;
+    };
+
+    my $want = $count->() + $n;
+    my $end = time() + scaled(10);
+
+    sleep 0.05 while $count->() < $want && time() < $end;
+}
+
+more_requests(2000);
 
 command('backup', undef, 'backup', "$dir/backup");
 my $saved = $t->ctl_ok('export');
 
-sleep scaled(0.5);
+more_requests(2000);
 
 command('revoke', { R => 401 }, { input => join("\n", map { "R$_" } 1 .. 20)
                                            . "\n" }, 'revoke', '-');
-sleep scaled(0.5);
+more_requests(2000);
 
 command('import', { N => 200 },
         { input => "id,key\n" . join('', map { "N$_,$keys{N}[$_ - 1]\n" }
@@ -135,13 +160,13 @@ command('import', { N => 200 },
         'import', '-');
 command('gen', {}, 'gen', '--count', '10');
 
-sleep scaled(0.5);
+more_requests(2000);
 
 my $out = command('restore', { R => 200, N => 401 }, 'restore',
                   "$dir/backup");
 like($out, qr/^restored 50040 keys from/, 'restore output');
 
-sleep scaled(1);
+more_requests(2000);
 
 open my $fh, '>', $stop or die;
 close $fh;
