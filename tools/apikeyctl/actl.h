@@ -143,23 +143,6 @@ typedef struct {
 
 
 typedef struct {
-    unsigned char           hash[AKC_HASH_LEN];
-    uint64_t                line;
-} actl_seen_t;
-
-
-/* the hashes this import wrote, with their lines: in-file duplicates */
-
-typedef struct {
-    actl_seen_t            *entries;
-    uint32_t               *slots;      /* index + 1 in entries; 0: free */
-    size_t                  nentries;
-    size_t                  nalloc;
-    size_t                  nslots;     /* a power of two */
-} actl_set_t;
-
-
-typedef struct {
     int                     fd;
     char                   *buf;
     char                   *line;
@@ -178,10 +161,18 @@ typedef struct {
     uint64_t                line;
     uint64_t                off;        /* its encoded record in the arena,
                                            then its id */
+    uint64_t                aux;        /* in the arena: the stored id
+                                           (clash), the owner's hash
+                                           (taken) */
     uint16_t                len;
     uint8_t                 id_len;
+    uint8_t                 aux_len;
     unsigned                has_id:1;
     unsigned                rejected:1;
+    unsigned                stored:1;   /* the key is in the database */
+    unsigned                same:1;     /* and its record unchanged */
+    unsigned                clash:1;    /* stored under another id */
+    unsigned                taken:1;    /* its id is another stored key's */
 } actl_row_t;
 
 
@@ -195,7 +186,6 @@ typedef struct {
 
 typedef struct {
     actl_ctx_t             *ctx;
-    actl_set_t              seen;
     actl_row_t             *rows;
     size_t                  nrows;
     size_t                  nrows_alloc;
@@ -209,6 +199,7 @@ typedef struct {
     size_t                  msgs_len;
     size_t                  msgs_size;
     uint32_t               *order;      /* row indexes, sorted by id */
+    size_t                  norder;
     uint64_t                line;       /* the first line of the row */
 
     /* the summary: skipped counts the rows rejected while reading */
@@ -388,14 +379,13 @@ int actl_import_keep(actl_import_t *imp, akc_record_t *rec,
 void actl_import_free(actl_import_t *imp);
 int actl_import_result(actl_import_t *imp, int rc, const char *err);
 void actl_import_progress(actl_import_t *imp, int done);
+int actl_import_sort_rows(actl_import_t *imp);
+int actl_import_sort_ids(actl_import_t *imp);
+int actl_order_id_cmp(const void *a, const void *b, void *data);
 int actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
 int actl_import_reject(actl_import_t *imp, uint64_t line,
     const char *err);
 int actl_import_report(actl_import_t *imp);
-actl_seen_t *actl_set_find(actl_set_t *set, const unsigned char *hash);
-int actl_set_add(actl_set_t *set, const unsigned char *hash,
-    uint64_t line);
-void actl_set_free(actl_set_t *set);
 
 
 /* actl_import_read.c: the readers of import */

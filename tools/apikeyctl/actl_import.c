@@ -2,11 +2,14 @@
 /*
  * Copyright (C) ngx_http_apikey_module developers
  *
- * apikeyctl import: the command, its progress line and its summary; the
- * rows are read and checked in actl_import_read.c, and written in one
- * transaction in actl_import_write.c.
+ * apikeyctl import: the command, its progress line and its summary, the
+ * rows kept and sorted, the rows rejected; the rows are read and checked
+ * in actl_import_read.c, and written in one transaction in
+ * actl_import_write.c.
  */
 
+
+#define _GNU_SOURCE     /* qsort_r() */
 
 #include "actl.h"
 
@@ -17,6 +20,10 @@
 
 static void actl_import_summary(actl_import_t *imp, int dry_run);
 static int actl_reject_cmp(const void *a, const void *b);
+static int actl_radix_sort(uint64_t *keys, uint32_t *idx, uint64_t *tkeys,
+    uint32_t *tidx, size_t n);
+static uint64_t actl_be64(const unsigned char *p, size_t len);
+static int actl_row_hash_cmp(const void *a, const void *b);
 
 
 int
@@ -387,8 +394,6 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
 void
 actl_import_free(actl_import_t *imp)
 {
-    actl_set_free(&imp->seen);
-
     actl_secure_free(imp->rows);
     actl_secure_free(imp->arena);
     free(imp->rejects);
@@ -403,109 +408,242 @@ actl_import_free(actl_import_t *imp)
 }
 
 
-/* the set of hashes written by this import */
+/*
+ * The rows in hash order: a radix sort on the first eight bytes (hashes
+ * are uniform: they almost always decide), then the runs of equal first
+ * bytes sorted in full.  The sort is stable, and the rows were in the
+ * order of the file: the rows of one key stay in it.
+ */
 
-actl_seen_t *
-actl_set_find(actl_set_t *set, const unsigned char *hash)
+int
+actl_import_sort_rows(actl_import_t *imp)
 {
-    size_t    i;
-    uint32_t  n;
-    uint64_t  h;
+    size_t       i, j, n;
+    uint32_t    *idx;
+    uint64_t    *keys;
+    actl_row_t  *rows;
 
-    if (set->nslots == 0) {
-        return NULL;
+    n = imp->nrows;
+
+    keys = malloc(2 * n * sizeof(uint64_t) + 1);
+    idx = malloc(2 * n * sizeof(uint32_t) + 1);
+    rows = actl_secure_malloc(n * sizeof(actl_row_t) + 1);
+
+    if (keys == NULL || idx == NULL || rows == NULL) {
+        goto nomem;
     }
 
-    /* the hashes are keyed BLAKE2b output: any 8 bytes are uniform */
+    for (i = 0; i < n; i++) {
+        keys[i] = actl_be64(imp->rows[i].hash, AKC_HASH_LEN);
+        idx[i] = (uint32_t) i;
+    }
 
-    memcpy(&h, hash, sizeof(uint64_t));
+    if (actl_radix_sort(keys, idx, keys + n, idx + n, n) != ACTL_OK) {
+        goto nomem;
+    }
 
-    for (i = h & (set->nslots - 1); /* void */; i = (i + 1) % set->nslots) {
-        n = set->slots[i];
+    for (i = 0; i < n; i++) {
+        rows[i] = imp->rows[idx[i]];
+    }
 
-        if (n == 0) {
-            return NULL;
+    for (i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && keys[j] == keys[i]; j++) {
+            /* void */
         }
 
-        if (memcmp(set->entries[n - 1].hash, hash, AKC_HASH_LEN) == 0) {
-            return &set->entries[n - 1];
+        if (j - i > 1) {
+            qsort(rows + i, j - i, sizeof(actl_row_t), actl_row_hash_cmp);
         }
     }
+
+    actl_secure_free(imp->rows);
+    imp->rows = rows;
+    imp->nrows_alloc = n;
+    imp->sorted = 1;
+
+    free(keys);
+    free(idx);
+
+    return ACTL_OK;
+
+nomem:
+
+    free(keys);
+    free(idx);
+    actl_secure_free(rows);
+
+    actl_error(imp->ctx, "out of memory");
+
+    return ACTL_FAIL;
 }
 
 
-int
-actl_set_add(actl_set_t *set, const unsigned char *hash, uint64_t line)
-{
-    size_t        i, j, nslots, nalloc;
-    uint32_t     *slots;
-    uint64_t      h;
-    actl_seen_t  *entries;
+/* the rows of keys not stored yet, in the order of their ids */
 
-    if (set->nentries == UINT32_MAX - 1) {
+int
+actl_import_sort_ids(actl_import_t *imp)
+{
+    size_t       i, j, n;
+    uint32_t    *idx;
+    uint64_t    *keys;
+    actl_row_t  *row;
+
+    free(imp->order);
+
+    keys = malloc(2 * imp->nrows * sizeof(uint64_t) + 1);
+    idx = malloc(2 * imp->nrows * sizeof(uint32_t) + 1);
+
+    imp->order = idx;
+    imp->norder = 0;
+
+    if (keys == NULL || idx == NULL) {
+        free(keys);
+        actl_error(imp->ctx, "out of memory");
         return ACTL_FAIL;
     }
 
-    if (set->nentries == set->nalloc) {
-        nalloc = set->nalloc ? 2 * set->nalloc : 1024;
+    n = 0;
 
-        entries = realloc(set->entries, nalloc * sizeof(actl_seen_t));
-        if (entries == NULL) {
-            return ACTL_FAIL;
+    for (i = 0; i < imp->nrows; i++) {
+        row = &imp->rows[i];
+
+        if (row->stored) {
+            continue;
         }
 
-        set->entries = entries;
-        set->nalloc = nalloc;
+        keys[n] = actl_be64(imp->arena + row->off + row->len, row->id_len);
+        idx[n++] = (uint32_t) i;
     }
 
-    if (2 * (set->nentries + 1) > set->nslots) {
-        nslots = set->nslots ? 2 * set->nslots : 2048;
+    if (actl_radix_sort(keys, idx, keys + n, idx + n, n) != ACTL_OK) {
+        free(keys);
+        actl_error(imp->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
 
-        slots = calloc(nslots, sizeof(uint32_t));
-        if (slots == NULL) {
-            return ACTL_FAIL;
+    for (i = 0; i < n; i = j) {
+        for (j = i + 1; j < n && keys[j] == keys[i]; j++) {
+            /* void */
         }
 
-        for (j = 0; j < set->nentries; j++) {
-            memcpy(&h, set->entries[j].hash, sizeof(uint64_t));
-
-            for (i = h & (nslots - 1); slots[i] != 0; i = (i + 1) % nslots) {
-                /* void */
-            }
-
-            slots[i] = (uint32_t) (j + 1);
+        if (j - i > 1) {
+            qsort_r(idx + i, j - i, sizeof(uint32_t), actl_order_id_cmp, imp);
         }
-
-        free(set->slots);
-        set->slots = slots;
-        set->nslots = nslots;
     }
 
-    memcpy(set->entries[set->nentries].hash, hash, AKC_HASH_LEN);
-    set->entries[set->nentries].line = line;
+    imp->norder = n;
 
-    memcpy(&h, hash, sizeof(uint64_t));
-
-    for (i = h & (set->nslots - 1);
-         set->slots[i] != 0;
-         i = (i + 1) & (set->nslots - 1))
-    {
-        /* void */
-    }
-
-    set->slots[i] = (uint32_t) ++set->nentries;
+    free(keys);
 
     return ACTL_OK;
 }
 
 
-void
-actl_set_free(actl_set_t *set)
-{
-    free(set->entries);
-    free(set->slots);
+/* LSD, sixteen bits a pass; stable */
 
-    memset(set, 0, sizeof(actl_set_t));
+static int
+actl_radix_sort(uint64_t *keys, uint32_t *idx, uint64_t *tkeys,
+    uint32_t *tidx, size_t n)
+{
+    int        pass;
+    size_t     i, b, sum, c;
+    size_t    *count;
+    uint64_t  *k;
+    uint32_t  *x;
+
+    count = calloc(65536, sizeof(size_t));
+    if (count == NULL) {
+        return ACTL_FAIL;
+    }
+
+    for (pass = 0; pass < 4; pass++) {
+        memset(count, 0, 65536 * sizeof(size_t));
+
+        for (i = 0; i < n; i++) {
+            count[(keys[i] >> (16 * pass)) & 0xffff]++;
+        }
+
+        for (sum = 0, b = 0; b < 65536; b++) {
+            c = count[b];
+            count[b] = sum;
+            sum += c;
+        }
+
+        for (i = 0; i < n; i++) {
+            b = count[(keys[i] >> (16 * pass)) & 0xffff]++;
+            tkeys[b] = keys[i];
+            tidx[b] = idx[i];
+        }
+
+        k = keys; keys = tkeys; tkeys = k;
+        x = idx; idx = tidx; tidx = x;
+    }
+
+    /* four passes: the sorted arrays are the caller's own again */
+
+    free(count);
+
+    return ACTL_OK;
+}
+
+
+static uint64_t
+actl_be64(const unsigned char *p, size_t len)
+{
+    size_t    i;
+    uint64_t  v;
+
+    v = 0;
+
+    for (i = 0; i < 8; i++) {
+        v = (v << 8) | (i < len ? p[i] : 0);
+    }
+
+    return v;
+}
+
+
+
+
+static int
+actl_row_hash_cmp(const void *a, const void *b)
+{
+    int                c;
+    const actl_row_t  *x = a, *y = b;
+
+    c = memcmp(x->hash, y->hash, AKC_HASH_LEN);
+
+    if (c != 0) {
+        return c;
+    }
+
+    return (x->line > y->line) - (x->line < y->line);
+}
+
+
+/* LMDB's own order of keys: memcmp(), then the shorter first */
+
+int
+actl_order_id_cmp(const void *a, const void *b, void *data)
+{
+    actl_import_t  *imp = data;
+
+    int          c;
+    size_t       n;
+    actl_row_t  *x, *y;
+
+    x = &imp->rows[*(const uint32_t *) a];
+    y = &imp->rows[*(const uint32_t *) b];
+
+    n = (x->id_len < y->id_len) ? x->id_len : y->id_len;
+
+    c = memcmp(imp->arena + x->off + x->len, imp->arena + y->off + y->len, n);
+
+    if (c != 0) {
+        return c;
+    }
+
+    return (int) x->id_len - (int) y->id_len;
 }
 
 

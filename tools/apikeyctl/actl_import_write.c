@@ -2,11 +2,12 @@
 /*
  * Copyright (C) ngx_http_apikey_module developers
  *
- * apikeyctl import: the write transaction, an actl_write() handler.  Into
- * an empty database, or with --replace, the rows are sorted by hash and
- * appended to the trees (MDB_APPEND), one pass for "keys" and one for
- * "ids"; into a database that holds keys they go one by one, in the
- * order of the file.
+ * apikeyctl import: the write transaction, an actl_write() handler.  The
+ * rows are sorted by hash, the keys already stored looked up in that
+ * order, and the rows written one pass per tree: appended at the end
+ * (MDB_APPEND) of empty trees, put in order otherwise.  The rows that
+ * share a key or an id are settled as the order of the file would: a
+ * row is kept when no kept row before it has its key or its id.
  */
 
 
@@ -15,32 +16,23 @@
 #include "actl.h"
 
 
-static int actl_import_fast(actl_import_t *imp, MDB_txn *txn,
-    size_t entries);
-static int actl_import_sort(actl_import_t *imp);
-static int actl_radix_sort(uint64_t *keys, uint32_t *idx, uint64_t *tkeys,
-    uint32_t *tidx, size_t n);
-static uint64_t actl_be64(const unsigned char *p, size_t len);
-static int actl_import_dups(actl_import_t *imp);
+static int actl_import_lookup(actl_import_t *imp, MDB_txn *txn);
+static int actl_import_grow(actl_import_t *imp, size_t need);
+static int actl_import_resolve(actl_import_t *imp);
+static uint64_t actl_import_kept(actl_import_t *imp, const unsigned char *hash,
+    uint64_t before);
 static int actl_import_merge(actl_import_t *imp, MDB_txn *txn,
     size_t entries);
-static int actl_import_append(actl_import_t *imp, MDB_txn *txn);
-static int actl_import_lines(actl_import_t *imp, MDB_txn *txn);
-static int actl_import_put(actl_import_t *imp, MDB_txn *txn,
-    actl_row_t *row, char *err, size_t errlen);
-static int actl_row_hash_cmp(const void *a, const void *b);
+static int actl_import_append(actl_import_t *imp, MDB_txn *txn, int append);
 static int actl_row_line_cmp(const void *a, const void *b);
-static int actl_order_id_cmp(const void *a, const void *b, void *data);
 static int actl_order_line_cmp(const void *a, const void *b, void *data);
 
 
 /*
- * The write transaction of an import, an actl_write() handler: run again
- * from the start after the map is grown, so everything it counts or
- * reports is reset first, and it prints nothing but fatal errors.
- * Into an empty database, or with --replace, the rows go in sorted
- * (actl_import_sorted.c... below: actl_import_fast()); otherwise one by
- * one in the order of the file.
+ * The handler: run again from the start after the map is grown, so what
+ * it counts or reports is reset first, and it prints nothing but fatal
+ * errors; what it keeps in the rows between runs (their order, the
+ * records merged with the stored ones) it makes again the same way.
  */
 
 int
@@ -48,9 +40,10 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 {
     actl_import_t  *imp = data;
 
-    int        rc;
-    size_t     i;
-    MDB_stat   keys, ids;
+    int          rc, empty;
+    size_t       i;
+    MDB_stat     keys, ids;
+    actl_row_t  *row;
 
     imp->added = 0;
     imp->updated = 0;
@@ -62,7 +55,12 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     imp->msgs_len = 0;
 
     for (i = 0; i < imp->nrows; i++) {
-        imp->rows[i].rejected = 0;
+        row = &imp->rows[i];
+        row->rejected = 0;
+        row->stored = 0;
+        row->same = 0;
+        row->clash = 0;
+        row->taken = 0;
     }
 
     rc = mdb_stat(txn, ctx->dbs.keys, &keys);
@@ -75,50 +73,36 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
         return actl_mdb_write_error(ctx, "mdb_stat", rc);
     }
 
-    if (imp->replace || (keys.ms_entries == 0 && ids.ms_entries == 0)) {
-        rc = actl_import_fast(imp, txn, keys.ms_entries);
-
-    } else {
-        rc = actl_import_lines(imp, txn);
-    }
-
-    if (rc != ACTL_OK) {
-        return rc;
-    }
-
-    return imp->rc;
-}
-
-
-/*
- * Into empty trees: the rows in hash order, the ids in their own order,
- * each appended at the end of its tree.  The duplicates within the file
- * are settled first, as the general case settles them: a row is kept
- * when no earlier kept row has its key or its id.
- */
-
-static int
-actl_import_fast(actl_import_t *imp, MDB_txn *txn, size_t entries)
-{
-    int          rc;
-    actl_ctx_t  *ctx;
-
-    ctx = imp->ctx;
-
-    if (!imp->sorted || imp->order == NULL) {
-        rc = actl_import_sort(imp);
+    if (!imp->sorted) {
+        rc = actl_import_sort_rows(imp);
         if (rc != ACTL_OK) {
             return rc;
         }
     }
 
-    rc = actl_import_dups(imp);
+    empty = (keys.ms_entries == 0 && ids.ms_entries == 0);
+
+    /* with --replace, the file is the whole truth: every row is new */
+
+    if (!empty && !imp->replace) {
+        rc = actl_import_lookup(imp, txn);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    rc = actl_import_sort_ids(imp);
+
+    if (rc == ACTL_OK) {
+        rc = actl_import_resolve(imp);
+    }
+
     if (rc != ACTL_OK) {
         return rc;
     }
 
     if (imp->replace) {
-        rc = actl_import_merge(imp, txn, entries);
+        rc = actl_import_merge(imp, txn, keys.ms_entries);
         if (rc != ACTL_OK) {
             return rc;
         }
@@ -132,207 +116,223 @@ actl_import_fast(actl_import_t *imp, MDB_txn *txn, size_t entries)
             return actl_mdb_write_error(ctx, "mdb_drop", rc);
         }
 
-    } else {
-        imp->added = imp->nrows - imp->rejected;
+        empty = 1;
     }
 
-    return actl_import_append(imp, txn);
+    rc = actl_import_append(imp, txn, empty);
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    return imp->rc;
 }
 
 
 /*
- * The rows in hash order, then the ids in theirs: a radix sort on the
- * first eight bytes (hashes are uniform: they almost always decide), then
- * the runs of equal first bytes sorted in full.  The sort is stable, and
- * the rows were in the order of the file: equal keys stay in it.
+ * The keys already stored, looked up in hash order.  A stored key keeps
+ * its id, its creation time and its rotation links: the row's record is
+ * merged with the stored one into the arena, and one left byte for byte
+ * as it was is not written again.  A new key's id may be a stored key's.
  */
 
 static int
-actl_import_sort(actl_import_t *imp)
+actl_import_lookup(actl_import_t *imp, MDB_txn *txn)
 {
-    size_t       i, j, n;
-    uint32_t    *idx, *tidx;
-    uint64_t    *keys, *tkeys;
-    actl_row_t  *rows, *row;
+    int             rc, n;
+    size_t          i;
+    MDB_val         k, v;
+    actl_ctx_t     *ctx;
+    MDB_cursor     *cur;
+    actl_row_t     *row;
+    akc_record_t    rec, old;
 
-    n = imp->nrows;
+    ctx = imp->ctx;
 
-    keys = malloc(2 * n * sizeof(uint64_t) + 1);
-    idx = malloc(2 * n * sizeof(uint32_t) + 1);
-    rows = actl_secure_malloc(n * sizeof(actl_row_t) + 1);
-
-    if (keys == NULL || idx == NULL || rows == NULL) {
-        goto nomem;
+    rc = mdb_cursor_open(txn, ctx->dbs.keys, &cur);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_cursor_open", rc);
     }
 
-    tkeys = keys + n;
-    tidx = idx + n;
-
-    if (!imp->sorted) {
-        for (i = 0; i < n; i++) {
-            keys[i] = actl_be64(imp->rows[i].hash, AKC_HASH_LEN);
-            idx[i] = (uint32_t) i;
-        }
-
-        if (actl_radix_sort(keys, idx, tkeys, tidx, n) != ACTL_OK) {
-            goto nomem;
-        }
-
-        for (i = 0; i < n; i++) {
-            rows[i] = imp->rows[idx[i]];
-        }
-
-        for (i = 0; i < n; i = j) {
-            for (j = i + 1; j < n && keys[j] == keys[i]; j++) {
-                /* void */
-            }
-
-            if (j - i > 1) {
-                qsort(rows + i, j - i, sizeof(actl_row_t), actl_row_hash_cmp);
-            }
-        }
-
-        actl_secure_free(imp->rows);
-        imp->rows = rows;
-        imp->nrows_alloc = n;
-        imp->sorted = 1;
-        rows = NULL;
-    }
-
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < imp->nrows; i++) {
         row = &imp->rows[i];
-        keys[i] = actl_be64(imp->arena + row->off + row->len, row->id_len);
-        idx[i] = (uint32_t) i;
-    }
 
-    if (actl_radix_sort(keys, idx, tkeys, tidx, n) != ACTL_OK) {
-        goto nomem;
-    }
+        k.mv_size = AKC_HASH_LEN;
+        k.mv_data = row->hash;
 
-    for (i = 0; i < n; i = j) {
-        for (j = i + 1; j < n && keys[j] == keys[i]; j++) {
-            /* void */
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+
+        if (rc == MDB_NOTFOUND) {
+            k.mv_size = row->id_len;
+            k.mv_data = imp->arena + row->off + row->len;
+
+            rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+            if (rc == MDB_NOTFOUND) {
+                continue;
+            }
+
+            if (rc != MDB_SUCCESS) {
+                break;
+            }
+
+            /* the id is a stored key's: which one, for the message */
+
+            if (actl_import_grow(imp, AKC_HASH_LEN) != ACTL_OK) {
+                rc = ENOMEM;
+                break;
+            }
+
+            n = (v.mv_size == AKC_HASH_LEN) ? AKC_HASH_LEN : 0;
+            memcpy(imp->arena + imp->arena_len, v.mv_data, n);
+
+            row->taken = 1;
+            row->aux = imp->arena_len;
+            row->aux_len = (uint8_t) n;
+            imp->arena_len += n;
+
+            continue;
         }
 
-        if (j - i > 1) {
-            qsort_r(idx + i, j - i, sizeof(uint32_t), actl_order_id_cmp, imp);
+        if (rc != MDB_SUCCESS) {
+            break;
         }
+
+        if (akc_record_decode(&old, v.mv_data, v.mv_size) != AKC_OK
+            || actl_import_grow(imp, 2 * AKC_RECORD_MAX_LEN) != ACTL_OK
+            || akc_record_decode(&rec, imp->arena + row->off, row->len)
+               != AKC_OK)
+        {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+
+        row->stored = 1;
+
+        if (row->has_id
+            && (old.id.len != rec.id.len
+                || memcmp(old.id.data, rec.id.data, rec.id.len) != 0))
+        {
+            row->clash = 1;
+            row->aux = imp->arena_len;
+            row->aux_len = (uint8_t) old.id.len;
+            memcpy(imp->arena + imp->arena_len, old.id.data, old.id.len);
+            imp->arena_len += old.id.len;
+            continue;
+        }
+
+        /* the same key under the same id: an update */
+
+        rec.id = old.id;
+        rec.created = old.created;
+        rec.replaces = old.replaces;
+        rec.replaced_by = old.replaced_by;
+
+        n = akc_record_encode(&rec, imp->arena + imp->arena_len,
+                              AKC_RECORD_MAX_LEN);
+        if (n < 0) {
+            rc = MDB_CORRUPTED;
+            break;
+        }
+
+        row->same = (v.mv_size == (size_t) n
+                     && memcmp(v.mv_data, imp->arena + imp->arena_len, n)
+                        == 0);
+
+        memcpy(imp->arena + imp->arena_len + n, old.id.data, old.id.len);
+
+        row->off = imp->arena_len;
+        row->len = (uint16_t) n;
+        row->id_len = (uint8_t) old.id.len;
+        imp->arena_len += n + old.id.len;
     }
 
-    free(imp->order);
-    imp->order = idx;
+    mdb_cursor_close(cur);
 
-    free(keys);
-    actl_secure_free(rows);
-
-    return ACTL_OK;
-
-nomem:
-
-    free(keys);
-    free(idx);
-    actl_secure_free(rows);
-
-    actl_error(imp->ctx, "out of memory");
-
-    return ACTL_FAIL;
-}
-
-
-/* LSD, sixteen bits a pass; stable */
-
-static int
-actl_radix_sort(uint64_t *keys, uint32_t *idx, uint64_t *tkeys,
-    uint32_t *tidx, size_t n)
-{
-    int        pass;
-    size_t     i, b, sum, c;
-    size_t    *count;
-    uint64_t  *k;
-    uint32_t  *x;
-
-    count = calloc(65536, sizeof(size_t));
-    if (count == NULL) {
+    if (rc == ENOMEM) {
+        actl_error(ctx, "out of memory");
         return ACTL_FAIL;
     }
 
-    for (pass = 0; pass < 4; pass++) {
-        memset(count, 0, 65536 * sizeof(size_t));
-
-        for (i = 0; i < n; i++) {
-            count[(keys[i] >> (16 * pass)) & 0xffff]++;
-        }
-
-        for (sum = 0, b = 0; b < 65536; b++) {
-            c = count[b];
-            count[b] = sum;
-            sum += c;
-        }
-
-        for (i = 0; i < n; i++) {
-            b = count[(keys[i] >> (16 * pass)) & 0xffff]++;
-            tkeys[b] = keys[i];
-            tidx[b] = idx[i];
-        }
-
-        k = keys; keys = tkeys; tkeys = k;
-        x = idx; idx = tidx; tidx = x;
+    if (i < imp->nrows) {
+        return actl_mdb_write_error(ctx, "mdb_get", rc);
     }
-
-    /* four passes: the sorted arrays are the caller's own again */
-
-    free(count);
 
     return ACTL_OK;
 }
 
 
-static uint64_t
-actl_be64(const unsigned char *p, size_t len)
+static int
+actl_import_grow(actl_import_t *imp, size_t need)
 {
-    size_t    i;
-    uint64_t  v;
+    size_t          size;
+    unsigned char  *arena;
 
-    v = 0;
-
-    for (i = 0; i < 8; i++) {
-        v = (v << 8) | (i < len ? p[i] : 0);
+    if (imp->arena_size - imp->arena_len >= need) {
+        return ACTL_OK;
     }
 
-    return v;
+    size = imp->arena_size ? 2 * imp->arena_size : 2 * need;
+
+    arena = actl_secure_realloc(imp->arena, size);
+    if (arena == NULL) {
+        return ACTL_FAIL;
+    }
+
+    imp->arena = arena;
+    imp->arena_size = size;
+
+    return ACTL_OK;
 }
 
 
+/*
+ * The rows that share a key or an id with another row, or whose key or
+ * id is stored already, settled in the order of the file; every other
+ * row is kept.  Groups: the rows of one key, the new rows of one id.
+ */
 
 static int
-actl_import_dups(actl_import_t *imp)
+actl_import_resolve(actl_import_t *imp)
 {
-    int          rc;
-    char         err[ACTL_ERR_LEN], q[ACTL_QUOTE_LEN];
-    size_t       i, n, nconf;
-    uint32_t    *hg, *ig, *conf, g;
-    uint64_t    *taken;
-    actl_row_t  *row, *rows;
+    int           rc;
+    char          err[ACTL_ERR_LEN], q[ACTL_QUOTE_LEN];
+    size_t        i, n, nconf;
+    uint32_t     *hg, *ig, *conf, g, r;
+    uint64_t     *taken, line;
+    actl_row_t   *row, *rows;
+    const char   *id;
 
     rows = imp->rows;
     n = imp->nrows;
 
-    /* the common case: no two rows share a key or an id */
-
     for (i = 1; i < n; i++) {
-        if (memcmp(rows[i - 1].hash, rows[i].hash, AKC_HASH_LEN) == 0
-            || actl_order_id_cmp(&imp->order[i - 1], &imp->order[i], imp)
-               == 0)
-        {
+        if (memcmp(rows[i - 1].hash, rows[i].hash, AKC_HASH_LEN) == 0) {
             break;
         }
     }
 
     if (i >= n) {
-        return ACTL_OK;
-    }
+        for (i = 1; i < imp->norder; i++) {
+            if (actl_order_id_cmp(&imp->order[i - 1], &imp->order[i], imp)
+                == 0)
+            {
+                break;
+            }
+        }
 
-    /* groups: the rows of one key, the rows of one id */
+        if (i >= imp->norder) {
+            for (i = 0; i < n; i++) {
+                if (rows[i].clash || rows[i].taken) {
+                    break;
+                }
+            }
+
+            if (i >= n) {
+                /* the common case: nothing to settle */
+                return ACTL_OK;
+            }
+        }
+    }
 
     hg = calloc(3 * n + 2, sizeof(uint32_t));
     taken = calloc(2 * n + 2, sizeof(uint64_t));
@@ -358,7 +358,7 @@ actl_import_dups(actl_import_t *imp)
         }
     }
 
-    for (i = 1; i < n; i++) {
+    for (i = 1; i < imp->norder; i++) {
         if (actl_order_id_cmp(&imp->order[i - 1], &imp->order[i], imp) == 0) {
             if (ig[imp->order[i - 1]] == 0) {
                 ig[imp->order[i - 1]] = ++g;
@@ -371,7 +371,7 @@ actl_import_dups(actl_import_t *imp)
     nconf = 0;
 
     for (i = 0; i < n; i++) {
-        if (hg[i] || ig[i]) {
+        if (hg[i] || ig[i] || rows[i].clash || rows[i].taken) {
             conf[nconf++] = (uint32_t) i;
         }
     }
@@ -381,22 +381,48 @@ actl_import_dups(actl_import_t *imp)
     rc = ACTL_OK;
 
     for (i = 0; i < nconf; i++) {
-        row = &rows[conf[i]];
+        r = conf[i];
+        row = &rows[r];
+        id = (const char *) imp->arena + row->off + row->len;
 
-        if (hg[conf[i]] && taken[hg[conf[i]]]) {
+        if (hg[r] && taken[hg[r]]) {
             snprintf(err, sizeof(err), "the same key as line %llu",
-                     (unsigned long long) taken[hg[conf[i]]]);
+                     (unsigned long long) taken[hg[r]]);
 
-        } else if (ig[conf[i]] && taken[ig[conf[i]]]) {
+        } else if (row->clash) {
+            snprintf(err, sizeof(err), "key already exists as id %s",
+                     actl_quote((char *) imp->arena + row->aux, row->aux_len,
+                                q));
+
+        } else if (row->taken) {
+            line = (row->aux_len == AKC_HASH_LEN)
+                   ? actl_import_kept(imp, imp->arena + row->aux, row->line)
+                   : 0;
+
+            if (line) {
+                snprintf(err, sizeof(err), "id %s is already used on line "
+                         "%llu", actl_quote(id, row->id_len, q),
+                         (unsigned long long) line);
+
+            } else {
+                snprintf(err, sizeof(err), "id %s already exists with "
+                         "another key", actl_quote(id, row->id_len, q));
+            }
+
+        } else if (!row->stored && ig[r] && taken[ig[r]]) {
             snprintf(err, sizeof(err), "id %s is already used on line %llu",
-                     actl_quote((char *) imp->arena + row->off + row->len,
-                                row->id_len, q),
-                     (unsigned long long) taken[ig[conf[i]]]);
+                     actl_quote(id, row->id_len, q),
+                     (unsigned long long) taken[ig[r]]);
 
         } else {
-            taken[hg[conf[i]]] = row->line;
-            taken[ig[conf[i]]] = row->line;
-            taken[0] = 0;
+            if (hg[r]) {
+                taken[hg[r]] = row->line;
+            }
+
+            if (ig[r] && !row->stored) {
+                taken[ig[r]] = row->line;
+            }
+
             continue;
         }
 
@@ -412,6 +438,47 @@ actl_import_dups(actl_import_t *imp)
     free(taken);
 
     return rc;
+}
+
+
+/* the line of a kept row of this key before a line, or 0 */
+
+static uint64_t
+actl_import_kept(actl_import_t *imp, const unsigned char *hash,
+    uint64_t before)
+{
+    size_t       lo, hi, mid;
+    actl_row_t  *row;
+
+    lo = 0;
+    hi = imp->nrows;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+
+        if (memcmp(imp->rows[mid].hash, hash, AKC_HASH_LEN) < 0) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    for ( /* void */ ; lo < imp->nrows; lo++) {
+        row = &imp->rows[lo];
+
+        if (memcmp(row->hash, hash, AKC_HASH_LEN) != 0
+            || row->line >= before)
+        {
+            break;
+        }
+
+        if (!row->rejected) {
+            return row->line;
+        }
+    }
+
+    return 0;
 }
 
 
@@ -502,17 +569,26 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
 }
 
 
+
+/*
+ * The kept rows, one pass per tree: at the end of an empty tree
+ * (MDB_APPEND), in order into one that holds keys.  A stored record
+ * left as it was is not written again.
+ */
+
 static int
-actl_import_append(actl_import_t *imp, MDB_txn *txn)
+actl_import_append(actl_import_t *imp, MDB_txn *txn, int append)
 {
     int          rc;
     size_t       i;
     MDB_val      k, v;
+    unsigned     flags;
     actl_ctx_t  *ctx;
     MDB_cursor  *cur;
     actl_row_t  *row;
 
     ctx = imp->ctx;
+    flags = append ? MDB_APPEND : 0;
 
     rc = mdb_cursor_open(txn, ctx->dbs.keys, &cur);
     if (rc != MDB_SUCCESS) {
@@ -526,12 +602,26 @@ actl_import_append(actl_import_t *imp, MDB_txn *txn)
             continue;
         }
 
+        if (!imp->replace) {
+            if (row->same) {
+                imp->unchanged++;
+                continue;
+            }
+
+            if (row->stored) {
+                imp->updated++;
+
+            } else {
+                imp->added++;
+            }
+        }
+
         k.mv_size = AKC_HASH_LEN;
         k.mv_data = row->hash;
         v.mv_size = row->len;
         v.mv_data = imp->arena + row->off;
 
-        rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+        rc = mdb_cursor_put(cur, &k, &v, flags);
         if (rc != MDB_SUCCESS) {
             mdb_cursor_close(cur);
             return actl_mdb_write_error(ctx, "mdb_cursor_put", rc);
@@ -545,7 +635,7 @@ actl_import_append(actl_import_t *imp, MDB_txn *txn)
         return actl_mdb_write_error(ctx, "mdb_cursor_open", rc);
     }
 
-    for (i = 0; i < imp->nrows; i++) {
+    for (i = 0; i < imp->norder; i++) {
         row = &imp->rows[imp->order[i]];
 
         if (row->rejected) {
@@ -557,7 +647,7 @@ actl_import_append(actl_import_t *imp, MDB_txn *txn)
         v.mv_size = AKC_HASH_LEN;
         v.mv_data = row->hash;
 
-        rc = mdb_cursor_put(cur, &k, &v, MDB_APPEND);
+        rc = mdb_cursor_put(cur, &k, &v, flags | MDB_NOOVERWRITE);
         if (rc != MDB_SUCCESS) {
             mdb_cursor_close(cur);
             return actl_mdb_write_error(ctx, "mdb_cursor_put", rc);
@@ -567,48 +657,6 @@ actl_import_append(actl_import_t *imp, MDB_txn *txn)
     mdb_cursor_close(cur);
 
     return ACTL_OK;
-}
-
-
-static int
-actl_row_hash_cmp(const void *a, const void *b)
-{
-    int                c;
-    const actl_row_t  *x = a, *y = b;
-
-    c = memcmp(x->hash, y->hash, AKC_HASH_LEN);
-
-    if (c != 0) {
-        return c;
-    }
-
-    return (x->line > y->line) - (x->line < y->line);
-}
-
-
-/* LMDB's own order of keys: memcmp(), then the shorter first */
-
-static int
-actl_order_id_cmp(const void *a, const void *b, void *data)
-{
-    actl_import_t  *imp = data;
-
-    int          c;
-    size_t       n;
-    actl_row_t  *x, *y;
-
-    x = &imp->rows[*(const uint32_t *) a];
-    y = &imp->rows[*(const uint32_t *) b];
-
-    n = (x->id_len < y->id_len) ? x->id_len : y->id_len;
-
-    c = memcmp(imp->arena + x->off + x->len, imp->arena + y->off + y->len, n);
-
-    if (c != 0) {
-        return c;
-    }
-
-    return (int) x->id_len - (int) y->id_len;
 }
 
 
@@ -623,192 +671,10 @@ actl_order_line_cmp(const void *a, const void *b, void *data)
 
 
 
-/* the general case: row by row, in the order of the file */
-
-static int
-actl_import_lines(actl_import_t *imp, MDB_txn *txn)
-{
-    int          rc;
-    char         err[ACTL_ERR_LEN];
-    size_t       i;
-    actl_row_t  *row;
-
-    if (imp->sorted && imp->nrows > 1) {
-        qsort(imp->rows, imp->nrows, sizeof(actl_row_t), actl_row_line_cmp);
-        imp->sorted = 0;
-    }
-
-    actl_set_free(&imp->seen);
-
-    for (i = 0; i < imp->nrows; i++) {
-        row = &imp->rows[i];
-
-        rc = actl_import_put(imp, txn, row, err, sizeof(err));
-
-        if (rc == ACTL_INVALID) {
-            rc = actl_import_reject(imp, row->line, err);
-        }
-
-        if (rc != ACTL_OK) {
-            return rc;
-        }
-    }
-
-    return ACTL_OK;
-}
-
-
 static int
 actl_row_line_cmp(const void *a, const void *b)
 {
     const actl_row_t  *x = a, *y = b;
 
     return (x->line > y->line) - (x->line < y->line);
-}
-
-
-/*
- * One row into a database that holds keys.  A key already there keeps
- * its id, its creation time and its rotation links; a record left
- * byte for byte as it was is not written again.
- */
-
-static int
-actl_import_put(actl_import_t *imp, MDB_txn *txn, actl_row_t *row,
-    char *err, size_t errlen)
-{
-    int             rc, update;
-    char            q[ACTL_QUOTE_LEN];
-    MDB_val         k, v, h;
-    actl_ctx_t     *ctx;
-    actl_seen_t    *seen;
-    akc_record_t    rec, old;
-    unsigned char   buf[AKC_RECORD_MAX_LEN];
-
-    ctx = imp->ctx;
-
-    seen = actl_set_find(&imp->seen, row->hash);
-
-    if (seen != NULL) {
-        snprintf(err, errlen, "the same key as line %llu",
-                 (unsigned long long) seen->line);
-        return ACTL_INVALID;
-    }
-
-    if (akc_record_decode(&rec, imp->arena + row->off, row->len) != AKC_OK) {
-        actl_error(ctx, "akc_record_decode() failed");
-        return ACTL_FAIL;
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = row->hash;
-
-    rc = mdb_get(txn, ctx->dbs.keys, &k, &v);
-
-    if (rc == MDB_SUCCESS) {
-        if (akc_record_decode(&old, v.mv_data, v.mv_size) != AKC_OK) {
-            actl_error(ctx, "a record in the database is corrupt");
-            return ACTL_FAIL;
-        }
-
-        if (row->has_id
-            && (old.id.len != rec.id.len
-                || memcmp(old.id.data, rec.id.data, rec.id.len) != 0))
-        {
-            snprintf(err, errlen, "key already exists as id %s",
-                     actl_quote(old.id.data, old.id.len, q));
-            return ACTL_INVALID;
-        }
-
-        /* the same key under the same id: an update */
-
-        rec.id = old.id;
-        rec.created = old.created;
-        rec.replaces = old.replaces;
-        rec.replaced_by = old.replaced_by;
-        update = 1;
-
-    } else if (rc == MDB_NOTFOUND) {
-        k.mv_size = rec.id.len;
-        k.mv_data = (void *) rec.id.data;
-
-        rc = mdb_get(txn, ctx->dbs.ids, &k, &h);
-
-        if (rc == MDB_SUCCESS) {
-            seen = (h.mv_size == AKC_HASH_LEN)
-                   ? actl_set_find(&imp->seen, h.mv_data) : NULL;
-
-            if (seen != NULL) {
-                snprintf(err, errlen, "id %s is already used on line "
-                         "%llu", actl_quote(rec.id.data, rec.id.len, q),
-                         (unsigned long long) seen->line);
-
-            } else {
-                snprintf(err, errlen, "id %s already exists with "
-                         "another key",
-                         actl_quote(rec.id.data, rec.id.len, q));
-            }
-
-            return ACTL_INVALID;
-        }
-
-        if (rc != MDB_NOTFOUND) {
-            return actl_mdb_write_error(ctx, "mdb_get", rc);
-        }
-
-        update = 0;
-
-    } else {
-        return actl_mdb_write_error(ctx, "mdb_get", rc);
-    }
-
-    /* rec may point into the map: encode it before anything is written */
-
-    rc = akc_record_encode(&rec, buf, sizeof(buf));
-    if (rc < 0) {
-        snprintf(err, errlen, "the record cannot be encoded");
-        return ACTL_INVALID;
-    }
-
-    if (actl_set_add(&imp->seen, row->hash, row->line) != ACTL_OK) {
-        actl_error(ctx, "out of memory");
-        return ACTL_FAIL;
-    }
-
-    if (update && v.mv_size == (size_t) rc
-        && memcmp(v.mv_data, buf, rc) == 0)
-    {
-        imp->unchanged++;
-        return ACTL_OK;
-    }
-
-    v.mv_size = rc;
-    v.mv_data = buf;
-
-    if (!update) {
-        h.mv_size = AKC_HASH_LEN;
-        h.mv_data = row->hash;
-
-        rc = mdb_put(txn, ctx->dbs.ids, &k, &h, MDB_NOOVERWRITE);
-        if (rc != MDB_SUCCESS) {
-            return actl_mdb_write_error(ctx, "mdb_put", rc);
-        }
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = row->hash;
-
-    rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(ctx, "mdb_put", rc);
-    }
-
-    if (update) {
-        imp->updated++;
-
-    } else {
-        imp->added++;
-    }
-
-    return ACTL_OK;
 }
