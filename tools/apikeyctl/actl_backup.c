@@ -51,8 +51,6 @@ static int actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
 static int actl_backup_empty(actl_ctx_t *ctx, const char *dir);
 static int actl_backup_finish(actl_ctx_t *ctx, const char *tmp,
     const struct stat *dir, const struct stat *data);
-static int actl_backup_perms(actl_ctx_t *ctx, int fd, const char *path,
-    const struct stat *st);
 static int actl_fsync_path(actl_ctx_t *ctx, const char *path);
 static void actl_backup_remove(const char *tmp);
 static int actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy);
@@ -224,74 +222,31 @@ static int
 actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
     char **tmp)
 {
-    int           rc;
-    char         *d, *parent, *name, *real, *src, *p;
+    int           rc, made;
+    char         *d, *b, *name, *real, *src, *p;
     size_t        len;
     struct stat   st;
 
-    d = NULL;
+    d = strdup(dest);
+    b = strdup(dest);
     real = NULL;
     src = NULL;
 
     rc = ACTL_FAIL;
 
-    if (lstat(dest, &st) == 0) {
+    if (d == NULL || b == NULL) {
+        actl_error(ctx, "out of memory");
+        goto done;
+    }
 
-        if (stat(dest, &st) == -1) {
-            actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
-            goto done;
-        }
+    made = (lstat(dest, &st) == -1 && errno == ENOENT);
 
-        if (!S_ISDIR(st.st_mode)) {
-            actl_error(ctx, "\"%s\" exists and is not a directory; nothing "
-                       "was written (give a new or empty directory)", dest);
-            goto done;
-        }
+    if (made) {
+        /* "dir/new/": made in the real "dir", as "new" */
 
-        real = realpath(dest, NULL);
-        if (real == NULL) {
-            actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
-            goto done;
-        }
+        name = basename(b);
 
-        if (strcmp(real, "/") == 0) {
-            actl_error(ctx, "\"%s\" is the root directory", dest);
-            goto done;
-        }
-
-    } else if (errno == ENOENT) {
-
-        d = strdup(dest);
-        if (d == NULL) {
-            actl_error(ctx, "out of memory");
-            goto done;
-        }
-
-        /* "dir/new/": the trailing slashes do not name anything */
-
-        len = strlen(d);
-
-        while (len > 1 && d[len - 1] == '/') {
-            d[--len] = '\0';
-        }
-
-        name = strrchr(d, '/');
-
-        if (name == NULL) {
-            parent = ".";
-            name = d;
-
-        } else if (name == d) {
-            parent = "/";
-            name++;
-            d[0] = '\0';
-
-        } else {
-            *name++ = '\0';
-            parent = d;
-        }
-
-        p = realpath(parent[0] ? parent : "/", NULL);
+        p = realpath(dirname(d), NULL);
         if (p == NULL) {
             actl_error(ctx, "\"%s\": the directory it is to be made in: %s",
                        dest, strerror(errno));
@@ -301,19 +256,33 @@ actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
         len = strlen(p) + 1 + strlen(name) + 1;
 
         real = malloc(len);
+        if (real != NULL) {
+            snprintf(real, len, "%s/%s", (strcmp(p, "/") == 0) ? "" : p,
+                     name);
+        }
+
+        free(p);
+
         if (real == NULL) {
-            free(p);
             actl_error(ctx, "out of memory");
             goto done;
         }
 
-        snprintf(real, len, "%s%s%s", p, (strcmp(p, "/") == 0) ? "" : "/",
-                 name);
-        free(p);
-
-    } else {
+    } else if (stat(dest, &st) == -1) {
         actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
         goto done;
+
+    } else if (!S_ISDIR(st.st_mode)) {
+        actl_error(ctx, "\"%s\" exists and is not a directory; nothing was "
+                   "written (give a new or empty directory)", dest);
+        goto done;
+
+    } else {
+        real = realpath(dest, NULL);
+        if (real == NULL) {
+            actl_error(ctx, "\"%s\": %s", dest, strerror(errno));
+            goto done;
+        }
     }
 
     src = realpath(ctx->db, NULL);
@@ -324,22 +293,21 @@ actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
 
     len = strlen(src);
 
-    if (strcmp(real, src) == 0
-        || (strncmp(real, src, len) == 0 && real[len] == '/'))
+    if (strncmp(real, src, len) == 0
+        && (real[len] == '\0' || real[len] == '/'))
     {
         actl_error(ctx, "\"%s\" is the database directory or inside it; "
                    "nothing was written", dest);
         goto done;
     }
 
-    if (d == NULL && actl_backup_empty(ctx, dest) != ACTL_OK) {
+    if (!made && actl_backup_empty(ctx, dest) != ACTL_OK) {
         goto done;
     }
 
     /* "/parent/.name.incomplete-XXXXXX" */
 
     p = strrchr(real, '/');
-
     len = strlen(real) + sizeof("/." ACTL_BACKUP_TMP);
 
     *tmp = malloc(len);
@@ -359,6 +327,7 @@ actl_backup_dest(actl_ctx_t *ctx, const char *dest, char **target,
 done:
 
     free(d);
+    free(b);
     free(real);
     free(src);
 
@@ -413,92 +382,65 @@ actl_backup_empty(actl_ctx_t *ctx, const char *dir)
 
 /*
  * The copy gets the group and mode of the source: data.mdb those of
- * data.mdb, the directory those of the database directory; then both
- * are synced, before the rename makes the copy DEST.
+ * data.mdb, the directory those of the database directory; a copy left
+ * readable by another group would show it the hashes.  Then both are
+ * synced, before the rename makes the copy DEST.
  */
 
 static int
 actl_backup_finish(actl_ctx_t *ctx, const char *tmp, const struct stat *dir,
     const struct stat *data)
 {
-    int    fd, rc;
-    char  *path;
+    int                 i, fd, rc;
+    char               *file;
+    const char         *path[2];
+    struct stat         cur;
+    const struct stat  *st[2];
 
-    path = actl_path(tmp, AKC_DATA_FILE);
-    if (path == NULL) {
+    file = actl_path(tmp, AKC_DATA_FILE);
+    if (file == NULL) {
         actl_error(ctx, "out of memory");
         return ACTL_FAIL;
     }
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd == -1) {
-        actl_error(ctx, "open \"%s\": %s", path, strerror(errno));
-        free(path);
-        return ACTL_FAIL;
+    path[0] = file;
+    path[1] = tmp;
+    st[0] = data;
+    st[1] = dir;
+
+    rc = ACTL_OK;
+
+    for (i = 0; i < 2 && rc == ACTL_OK; i++) {
+
+        fd = open(path[i], O_RDONLY | O_CLOEXEC);
+        if (fd == -1) {
+            actl_error(ctx, "open \"%s\": %s", path[i], strerror(errno));
+            rc = ACTL_FAIL;
+            break;
+        }
+
+        if (fstat(fd, &cur) == -1
+            || (cur.st_gid != st[i]->st_gid
+                && fchown(fd, (uid_t) -1, st[i]->st_gid) == -1)
+            || fchmod(fd, st[i]->st_mode & 07777) == -1)
+        {
+            actl_error(ctx, "\"%s\": the group (%ld) and mode (%04o) of the "
+                       "database cannot be given to it: %s; no backup was "
+                       "made", path[i], (long) st[i]->st_gid,
+                       (unsigned) (st[i]->st_mode & 07777), strerror(errno));
+            rc = ACTL_FAIL;
+
+        } else if (fsync(fd) == -1) {
+            actl_error(ctx, "fsync \"%s\": %s", path[i], strerror(errno));
+            rc = ACTL_FAIL;
+        }
+
+        close(fd);
     }
 
-    rc = actl_backup_perms(ctx, fd, path, data);
-
-    if (rc == ACTL_OK && fsync(fd) == -1) {
-        actl_error(ctx, "fsync \"%s\": %s", path, strerror(errno));
-        rc = ACTL_FAIL;
-    }
-
-    close(fd);
-    free(path);
-
-    if (rc != ACTL_OK) {
-        return rc;
-    }
-
-    fd = open(tmp, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd == -1) {
-        actl_error(ctx, "open \"%s\": %s", tmp, strerror(errno));
-        return ACTL_FAIL;
-    }
-
-    rc = actl_backup_perms(ctx, fd, tmp, dir);
-
-    if (rc == ACTL_OK && fsync(fd) == -1) {
-        actl_error(ctx, "fsync \"%s\": %s", tmp, strerror(errno));
-        rc = ACTL_FAIL;
-    }
-
-    close(fd);
+    free(file);
 
     return rc;
-}
-
-
-static int
-actl_backup_perms(actl_ctx_t *ctx, int fd, const char *path,
-    const struct stat *st)
-{
-    struct stat  cur;
-
-    if (fstat(fd, &cur) == -1) {
-        actl_error(ctx, "stat \"%s\": %s", path, strerror(errno));
-        return ACTL_FAIL;
-    }
-
-    /* a copy readable by another group would show the hashes to it */
-
-    if (cur.st_gid != st->st_gid
-        && fchown(fd, (uid_t) -1, st->st_gid) == -1)
-    {
-        actl_error(ctx, "chown \"%s\" to the group of the database (%ld): "
-                   "%s; no backup was made", path, (long) st->st_gid,
-                   strerror(errno));
-        return ACTL_FAIL;
-    }
-
-    if (fchmod(fd, st->st_mode & 07777) == -1) {
-        actl_error(ctx, "chmod \"%s\": %s; no backup was made", path,
-                   strerror(errno));
-        return ACTL_FAIL;
-    }
-
-    return ACTL_OK;
 }
 
 
@@ -929,29 +871,30 @@ done:
 
 
 /*
- * Every record decodes, every key with an id is the key its id names,
- * and every id names a key that carries it: what restore puts in the
- * live database is whole.
+ * Every record decodes and the id of each names it: distinct keys then
+ * carry distinct ids, and as many ids as keys that carry one means that
+ * every id names a key that carries it.  What restore puts in the live
+ * database is whole.
  */
 
 static int
 actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy)
 {
     int            rc;
-    size_t         nkeys, nids;
+    size_t         nids;
     MDB_val        k, v, r;
+    MDB_stat       st;
     const char    *why;
     MDB_cursor    *cur;
     akc_record_t   rec;
-
-    why = NULL;
-    nkeys = 0;
-    nids = 0;
 
     rc = mdb_cursor_open(copy->txn, copy->dbs.keys, &cur);
     if (rc != MDB_SUCCESS) {
         goto failed;
     }
+
+    why = NULL;
+    nids = 0;
 
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
          rc == MDB_SUCCESS;
@@ -964,7 +907,7 @@ actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy)
             break;
         }
 
-        nkeys++;
+        copy->nkeys++;
 
         if (rec.id.len == 0) {
             continue;
@@ -987,69 +930,33 @@ actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy)
         if (rc != MDB_SUCCESS) {
             break;
         }
-    }
-
-    mdb_cursor_close(cur);
-
-    if (why != NULL) {
-        goto damaged;
-    }
-
-    if (rc != MDB_NOTFOUND) {
-        goto failed;
-    }
-
-    rc = mdb_cursor_open(copy->txn, copy->dbs.ids, &cur);
-    if (rc != MDB_SUCCESS) {
-        goto failed;
-    }
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == MDB_SUCCESS;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        if (v.mv_size != AKC_HASH_LEN) {
-            why = "an id does not name a key";
-            break;
-        }
-
-        rc = mdb_get(copy->txn, copy->dbs.keys, &v, &r);
-
-        if (rc == MDB_NOTFOUND
-            || (rc == MDB_SUCCESS
-                && (akc_record_decode(&rec, r.mv_data, r.mv_size) != AKC_OK
-                    || rec.id.len != k.mv_size
-                    || memcmp(rec.id.data, k.mv_data, k.mv_size) != 0)))
-        {
-            why = "an id does not name a key that carries it";
-            break;
-        }
-
-        if (rc != MDB_SUCCESS) {
-            break;
-        }
 
         nids++;
     }
 
     mdb_cursor_close(cur);
 
+    if (why == NULL) {
+        if (rc != MDB_NOTFOUND) {
+            goto failed;
+        }
+
+        rc = mdb_stat(copy->txn, copy->dbs.ids, &st);
+        if (rc != MDB_SUCCESS) {
+            goto failed;
+        }
+
+        if (st.ms_entries != nids) {
+            why = "an id does not name a key that carries it";
+        }
+    }
+
     if (why != NULL) {
-        goto damaged;
+        actl_error(ctx, "\"%s\" is damaged: %s", copy->path, why);
+        return ACTL_FAIL;
     }
-
-    if (rc != MDB_NOTFOUND) {
-        goto failed;
-    }
-
-    copy->nkeys = nkeys;
 
     return ACTL_OK;
-
-damaged:
-
-    actl_error(ctx, "\"%s\" is damaged: %s", copy->path, why);
-    return ACTL_FAIL;
 
 failed:
 
