@@ -277,6 +277,31 @@ if ($have_load) {
     close $ld;
 }
 
+# damaged copies, made with mdb_load: a record that does not decode, an
+# id naming another key, an id naming no key
+
+my %hash = map { (split /,/)[1, 0] } map { s/"//gr }
+           split /\n/, $t->ctl_ok({ db => "$dir/b2" }, 'export', '--format',
+                                  'csv');
+
+sub damage {
+    my ($name, $db, $text) = @_;
+
+    system('cp', '-a', "$dir/b1", "$dir/$name") == 0 or die;
+    open my $ld, '|-', "/usr/bin/mdb_load -s $db $dir/$name" or die;
+    print $ld "VERSION=3\nformat=bytevalue\ntype=btree\nHEADER=END\n"
+              . $text . "DATA=END\n";
+    close $ld;
+    unlink "$dir/$name/lock.mdb";
+}
+
+if ($have_load) {
+    damage('undecodable', 'keys', " $hash{a}\n 00\n");
+    damage('idswap', 'ids', ' ' . unpack('H*', 'b') . "\n $hash{a}\n");
+    damage('ghost', 'ids', ' ' . unpack('H*', 'ghost') . "\n "
+                           . ('ab' x 32) . "\n");
+}
+
 $t->ctl_ok('gen', '--id', 'g');
 $live = $t->ctl_ok('export');
 
@@ -295,6 +320,14 @@ my @bad = (
     [ 'a link to the live database', "$dir/dblink2",
       qr/is the live database itself/ ],
 );
+
+push @bad, [ 'a record that does not decode', "$dir/undecodable",
+             qr/is damaged: a record does not decode/ ],
+           [ 'an id naming another key', "$dir/idswap",
+             qr/is damaged: a key's id does not name it/ ],
+           [ 'an id naming no key', "$dir/ghost",
+             qr/is damaged: an id does not name a key that carries it/ ]
+    if $have_load;
 
 push @bad, [ 'format 1', "$dir/format1", qr/format version 1/ ],
            [ 'no apikey meta', "$dir/plain", qr/not initialized|initial/i ]
