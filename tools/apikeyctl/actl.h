@@ -429,10 +429,28 @@ int actl_cmd_stats(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_check(actl_ctx_t *ctx, int argc, char **argv);
 
 
-/* actl_backup.c: backup, restore */
+/* actl_backup.c: backup */
 
 int actl_cmd_backup(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_restore.c: restore, and reading a copy, which backup checks too */
+
+typedef struct {
+    const char             *path;
+    MDB_env                *env;
+    MDB_txn                *txn;
+    akc_dbs_t               dbs;
+    size_t                  nkeys;
+    off_t                   size;       /* of data.mdb */
+} actl_copy_t;
+
+
 int actl_cmd_restore(actl_ctx_t *ctx, int argc, char **argv);
+int actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy);
+int actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy);
+void actl_copy_close(actl_copy_t *copy);
+char *actl_path(const char *dir, const char *name);
 
 
 #endif /* _ACTL_H_INCLUDED_ */
