@@ -176,6 +176,40 @@ typedef struct {
 } actl_row_t;
 
 
+/*
+ * CSV rows as libcsv splits them, handed in batches to the thread that
+ * checks and hashes them: each field's length (a longer one keeps its
+ * length, and ACTL_FIELD_MAX bytes), then the fields one after the
+ * other in data, each with a NUL.  data holds plaintext keys: it is
+ * wiped once the batch is done.  The main thread hashes the key too,
+ * so that both threads have about as much to do.
+ */
+
+#include <pthread.h>
+
+#define ACTL_BATCH_ROWS         4096
+#define ACTL_BATCH_DATA         (1024 * 1024)
+
+typedef struct {
+    uint64_t                line;
+    uint32_t                off;
+    int32_t                 nfields;
+    uint32_t                len[ACTL_COL_N];
+    unsigned char           hash[AKC_HASH_LEN];  /* of a key of a valid */
+    char                    hint[AKC_HINT_MAX_LEN + 1];  /* length */
+    uint8_t                 hint_len;
+    uint8_t                 hashed;
+} actl_brow_t;
+
+
+typedef struct {
+    actl_brow_t            *rows;
+    size_t                  nrows;
+    char                   *data;
+    size_t                  len;
+} actl_batch_t;
+
+
 /* a row rejected in the write transaction: its reason in imp->msgs */
 
 typedef struct {
@@ -225,7 +259,20 @@ typedef struct {
     unsigned                force:1;
     unsigned                sorted:1;   /* rows in hash order */
 
-    /* CSV */
+    /* CSV: the rows checked in a second thread, batch by batch */
+    actl_batch_t            batch[2];
+    int                     fill;       /* the batch being filled */
+    int                     full[2];    /* handed to the thread */
+    int                     wrc;        /* the thread's result */
+    pthread_t               thread;
+    pthread_mutex_t         mutex;
+    pthread_cond_t          cond;
+    unsigned                threads:1;  /* wanted */
+    unsigned                threaded:1; /* running */
+    unsigned                quit:1;
+    uint64_t                csv_line;   /* the first line of the row */
+    actl_brow_t            *brow;       /* the row checked, hashed */
+
     unsigned                header:1;
     unsigned                pending:1;  /* a row continues on next line */
     unsigned                row_ended:1;
@@ -388,6 +435,15 @@ int actl_import_reject(actl_import_t *imp, uint64_t line,
 int actl_import_report(actl_import_t *imp);
 
 
+/* actl_import_thread.c: CSV rows checked in a second thread */
+
+int actl_batch_start(actl_import_t *imp);
+int actl_batch_add(actl_import_t *imp);
+int actl_batch_send(actl_import_t *imp);
+int actl_batch_drain(actl_import_t *imp);
+void actl_batch_stop(actl_import_t *imp);
+
+
 /* actl_import_read.c: the readers of import */
 
 int actl_reader_init(actl_reader_t *r, int fd);
@@ -396,6 +452,8 @@ int actl_import_csv(actl_import_t *imp, actl_reader_t *r,
     const char *path);
 int actl_import_jsonl(actl_import_t *imp, actl_reader_t *r,
     const char *path);
+int actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
+    size_t errlen);
 
 
 /* actl_update.c: revoke, disable, enable, expire */

@@ -146,6 +146,7 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
     imp->replace = replace;
     imp->force = force;
     imp->progress = isatty(STDERR_FILENO) ? 1 : 0;
+    imp->threads = sysconf(_SC_NPROCESSORS_ONLN) > 1;
 
     (void) clock_gettime(CLOCK_MONOTONIC, &imp->start);
     imp->shown = imp->start;
@@ -288,10 +289,16 @@ actl_import_progress(actl_import_t *imp, int done)
     }
 
     if (done) {
+        /* the second thread too, before a message: stderr is locked */
+
+        flockfile(stderr);
+
         if (imp->progress_on) {
             fputs("\r\033[K", stderr);
             imp->progress_on = 0;
         }
+
+        funlockfile(stderr);
 
         return;
     }
@@ -313,15 +320,24 @@ actl_import_progress(actl_import_t *imp, int done)
     secs = (double) (now.tv_sec - imp->start.tv_sec)
            + (double) (now.tv_nsec - imp->start.tv_nsec) / 1e9;
 
+    flockfile(stderr);
+
     fprintf(stderr, "\r\033[Kapikeyctl: %s: %llu keys read, %.0f keys/s",
             imp->ctx->cmd, (unsigned long long) imp->nread,
             secs > 0 ? (double) imp->nread / secs : 0.0);
 
     imp->progress_on = 1;
+
+    funlockfile(stderr);
 }
 
 
-/* a checked row, its record encoded, kept for the write transaction */
+/*
+ * A checked row, its record encoded, kept for the write transaction.  The
+ * rows and the arena hold no plaintext key (hashes, records, ids, the
+ * hints stored anyway): plain realloc(), which moves large blocks
+ * without copying them.
+ */
 
 int
 actl_import_keep(actl_import_t *imp, akc_record_t *rec,
@@ -340,7 +356,7 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
             return ACTL_FAIL;
         }
 
-        rows = actl_secure_realloc(imp->rows, size * sizeof(actl_row_t));
+        rows = realloc(imp->rows, size * sizeof(actl_row_t));
         if (rows == NULL) {
             actl_error(imp->ctx, "out of memory");
             return ACTL_FAIL;
@@ -354,7 +370,7 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
         size = imp->arena_size ? 2 * imp->arena_size
                                : 1024 * AKC_RECORD_MAX_LEN;
 
-        arena = actl_secure_realloc(imp->arena, size);
+        arena = realloc(imp->arena, size);
         if (arena == NULL) {
             actl_error(imp->ctx, "out of memory");
             return ACTL_FAIL;
@@ -394,8 +410,8 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
 void
 actl_import_free(actl_import_t *imp)
 {
-    actl_secure_free(imp->rows);
-    actl_secure_free(imp->arena);
+    free(imp->rows);
+    free(imp->arena);
     free(imp->rejects);
     free(imp->msgs);
     free(imp->order);
@@ -427,7 +443,7 @@ actl_import_sort_rows(actl_import_t *imp)
 
     keys = malloc(2 * n * sizeof(uint64_t) + 1);
     idx = malloc(2 * n * sizeof(uint32_t) + 1);
-    rows = actl_secure_malloc(n * sizeof(actl_row_t) + 1);
+    rows = malloc(n * sizeof(actl_row_t) + 1);
 
     if (keys == NULL || idx == NULL || rows == NULL) {
         goto nomem;
@@ -456,7 +472,7 @@ actl_import_sort_rows(actl_import_t *imp)
         }
     }
 
-    actl_secure_free(imp->rows);
+    free(imp->rows);
     imp->rows = rows;
     imp->nrows_alloc = n;
     imp->sorted = 1;
@@ -470,7 +486,7 @@ nomem:
 
     free(keys);
     free(idx);
-    actl_secure_free(rows);
+    free(rows);
 
     actl_error(imp->ctx, "out of memory");
 
@@ -755,17 +771,22 @@ actl_import_result(actl_import_t *imp, int rc, const char *err)
         return rc;
     }
 
+    flockfile(stderr);
+
     actl_import_progress(imp, 1);
 
     if (imp->skip_invalid) {
         actl_error(imp->ctx, "skipped line %llu: %s",
                    (unsigned long long) imp->line, err);
         imp->skipped++;
-        return ACTL_OK;
+        rc = ACTL_OK;
+
+    } else {
+        actl_error(imp->ctx, "line %llu: %s", (unsigned long long) imp->line,
+                   err);
     }
 
-    actl_error(imp->ctx, "line %llu: %s", (unsigned long long) imp->line,
-               err);
+    funlockfile(stderr);
 
-    return ACTL_INVALID;
+    return rc;
 }

@@ -3,7 +3,8 @@
  * Copyright (C) ngx_http_apikey_module developers
  *
  * apikeyctl import: its readers, lines into buffers that are wiped, and
- * the rows of CSV (libcsv) and JSONL (jansson).
+ * the rows of CSV (libcsv, checked in batches: actl_import_thread.c) and
+ * JSONL (jansson).
  */
 
 
@@ -17,8 +18,6 @@ static void actl_csv_field(void *s, size_t len, void *data);
 static void actl_csv_row(int c, void *data);
 static void actl_csv_reset(actl_import_t *imp);
 static int actl_import_json(actl_import_t *imp, json_t *obj, char *err,
-    size_t errlen);
-static int actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
     size_t errlen);
 
 
@@ -185,7 +184,16 @@ actl_import_csv(actl_import_t *imp, actl_reader_t *r, const char *path)
         imp->fields.data[i] = imp->store[i];
     }
 
-    rc = ACTL_OK;
+    /*
+     * The rows split here are checked and hashed in batches, in another
+     * thread (actl_import_thread.c), which reports the rows it rejects;
+     * an error found here is reported only after every row before it.
+     */
+
+    rc = actl_batch_start(imp);
+    if (rc != ACTL_OK) {
+        goto done;
+    }
 
     for ( ;; ) {
         n = actl_reader_line(r, &line, &len);
@@ -195,7 +203,12 @@ actl_import_csv(actl_import_t *imp, actl_reader_t *r, const char *path)
         }
 
         if (n < 0) {
-            rc = actl_reader_error(imp, r, n, path);
+            rc = actl_batch_drain(imp);
+
+            if (rc == ACTL_OK) {
+                rc = actl_reader_error(imp, r, n, path);
+            }
+
             goto done;
         }
 
@@ -207,7 +220,7 @@ actl_import_csv(actl_import_t *imp, actl_reader_t *r, const char *path)
         }
 
         if (!imp->pending) {
-            imp->line = r->number;
+            imp->csv_line = r->number;
         }
 
         imp->row_ended = 0;
@@ -215,10 +228,15 @@ actl_import_csv(actl_import_t *imp, actl_reader_t *r, const char *path)
         if (csv_parse(&p, line, len, actl_csv_field, actl_csv_row, imp) != len
             || csv_parse(&p, "\n", 1, actl_csv_field, actl_csv_row, imp) != 1)
         {
-            actl_error(imp->ctx, "line %llu: malformed CSV (%s)",
-                       (unsigned long long) r->number,
-                       csv_strerror(csv_error(&p)));
-            rc = ACTL_INVALID;
+            rc = actl_batch_drain(imp);
+
+            if (rc == ACTL_OK) {
+                actl_error(imp->ctx, "line %llu: malformed CSV (%s)",
+                           (unsigned long long) r->number,
+                           csv_strerror(csv_error(&p)));
+                rc = ACTL_INVALID;
+            }
+
             goto done;
         }
 
@@ -236,16 +254,26 @@ actl_import_csv(actl_import_t *imp, actl_reader_t *r, const char *path)
     }
 
     if (csv_fini(&p, actl_csv_field, actl_csv_row, imp) != 0) {
-        actl_error(imp->ctx, "line %llu: malformed CSV (a quoted field is "
-                   "not closed)", (unsigned long long) imp->line);
-        rc = ACTL_INVALID;
+        rc = actl_batch_drain(imp);
+
+        if (rc == ACTL_OK) {
+            actl_error(imp->ctx, "line %llu: malformed CSV (a quoted field "
+                       "is not closed)", (unsigned long long) imp->csv_line);
+            rc = ACTL_INVALID;
+        }
+
         goto done;
     }
 
     rc = imp->rc;
 
+    if (rc == ACTL_OK) {
+        rc = actl_batch_drain(imp);
+    }
+
 done:
 
+    actl_batch_stop(imp);
     csv_free(&p);
 
     return rc;
@@ -279,11 +307,11 @@ actl_csv_field(void *s, size_t len, void *data)
 
                 actl_error(imp->ctx, "line %llu: unknown column %d (its "
                            "name is not shown: it could be a key)",
-                           (unsigned long long) imp->line, imp->ncols + 1);
+                           (unsigned long long) imp->csv_line, imp->ncols + 1);
 
             } else {
                 actl_error(imp->ctx, "line %llu: unknown column %s",
-                           (unsigned long long) imp->line,
+                           (unsigned long long) imp->csv_line,
                            actl_quote(v, len, q));
             }
 
@@ -293,7 +321,7 @@ actl_csv_field(void *s, size_t len, void *data)
 
         if (imp->colset & (1u << col)) {
             actl_error(imp->ctx, "line %llu: column \"%s\" is repeated",
-                       (unsigned long long) imp->line, actl_col_names[col]);
+                       (unsigned long long) imp->csv_line, actl_col_names[col]);
             imp->rc = ACTL_INVALID;
             return;
         }
@@ -324,9 +352,6 @@ actl_csv_row(int c, void *data)
 {
     actl_import_t  *imp = data;
 
-    int   rc;
-    char  err[ACTL_ERR_LEN];
-
     if (imp->rc != ACTL_OK) {
         return;
     }
@@ -337,7 +362,7 @@ actl_csv_row(int c, void *data)
         if (!(imp->colset & ((1u << ACTL_COL_KEY) | (1u << ACTL_COL_HASH)))) {
             actl_error(imp->ctx, "line %llu: the header has neither a "
                        "\"key\" nor a \"hash\" column",
-                       (unsigned long long) imp->line);
+                       (unsigned long long) imp->csv_line);
             imp->rc = ACTL_INVALID;
             return;
         }
@@ -348,16 +373,9 @@ actl_csv_row(int c, void *data)
 
     actl_import_progress(imp, 0);
 
-    if (imp->nfields != imp->ncols) {
-        snprintf(err, sizeof(err), "expected %d fields, found %d",
-                 imp->ncols, imp->nfields);
-        rc = ACTL_INVALID;
+    /* checked, with the count of its fields, in the order of the file */
 
-    } else {
-        rc = actl_import_row(imp, &imp->fields, err, sizeof(err));
-    }
-
-    imp->rc = actl_import_result(imp, rc, err);
+    imp->rc = actl_batch_add(imp);
 
     actl_csv_reset(imp);
 }
@@ -555,7 +573,7 @@ actl_import_json(actl_import_t *imp, json_t *obj, char *err, size_t errlen)
  * check has passed, so a skipped row leaves no trace.
  */
 
-static int
+int
 actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
     size_t errlen)
 {
@@ -604,13 +622,23 @@ actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
             return rc;
         }
 
-        akc_hash(&imp->ctx->secret, (unsigned char *) f->data[ACTL_COL_KEY],
-                 f->len[ACTL_COL_KEY], hash);
-
         /* the hint is the key's own: a hint column is ignored */
 
-        rec.hint.len = akc_key_hint((unsigned char *) f->data[ACTL_COL_KEY],
-                                    f->len[ACTL_COL_KEY], hint);
+        if (imp->brow != NULL) {
+            /* hashed already, in the thread that read it */
+            memcpy(hash, imp->brow->hash, AKC_HASH_LEN);
+            memcpy(hint, imp->brow->hint, imp->brow->hint_len);
+            rec.hint.len = imp->brow->hint_len;
+
+        } else {
+            akc_hash(&imp->ctx->secret,
+                     (unsigned char *) f->data[ACTL_COL_KEY],
+                     f->len[ACTL_COL_KEY], hash);
+            rec.hint.len = akc_key_hint(
+                               (unsigned char *) f->data[ACTL_COL_KEY],
+                               f->len[ACTL_COL_KEY], hint);
+        }
+
         rec.hint.data = hint;
 
     } else {

@@ -273,7 +273,7 @@ actl_import_grow(actl_import_t *imp, size_t need)
 
     size = imp->arena_size ? 2 * imp->arena_size : 2 * need;
 
-    arena = actl_secure_realloc(imp->arena, size);
+    arena = realloc(imp->arena, size);
     if (arena == NULL) {
         return ACTL_FAIL;
     }
