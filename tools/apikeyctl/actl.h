@@ -250,7 +250,7 @@ typedef struct {
     struct timespec         start;
     struct timespec         shown;
     unsigned                progress:1;
-    unsigned                progress_on:1;  /* a line is on the terminal */
+    int                     progress_on;    /* a line is on the terminal */
 
     int                     rc;
     unsigned                skip_invalid:1;
@@ -268,14 +268,16 @@ typedef struct {
     pthread_mutex_t         mutex;
     pthread_cond_t          cond;
     unsigned                threads:1;  /* wanted */
-    unsigned                threaded:1; /* running */
-    unsigned                quit:1;
+
+    /* not bit fields: each thread writes its own */
+    int                     threaded;   /* running */
+    int                     quit;
     uint64_t                csv_line;   /* the first line of the row */
     actl_brow_t            *brow;       /* the row checked, hashed */
 
-    unsigned                header:1;
-    unsigned                pending:1;  /* a row continues on next line */
-    unsigned                row_ended:1;
+    char                    header;
+    char                    pending;    /* a row continues on next line */
+    char                    row_ended;
     unsigned                colset;
     int                     ncols;
     int                     nfields;
