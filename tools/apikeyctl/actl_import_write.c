@@ -23,6 +23,9 @@ static uint64_t actl_import_kept(actl_import_t *imp, const unsigned char *hash,
     uint64_t before);
 static int actl_import_merge(actl_import_t *imp, MDB_txn *txn,
     size_t entries);
+static int actl_import_links(actl_import_t *imp, actl_row_t *row,
+    MDB_val *v);
+static int actl_import_has_id(actl_import_t *imp, const akc_str_t *id);
 static int actl_import_append(actl_import_t *imp, MDB_txn *txn, int append);
 static int actl_row_line_cmp(const void *a, const void *b);
 static int actl_order_line_cmp(const void *a, const void *b, void *data);
@@ -485,8 +488,9 @@ actl_import_kept(actl_import_t *imp, const unsigned char *hash,
 /*
  * --replace: the rows against the keys in the database, both in hash
  * order, for the summary and the check that at most half of the keys
- * go away without --force.  The file is the whole truth: the trees are
- * then emptied and filled again.
+ * go away without --force.  The file is the whole truth (but for the
+ * rotation links, which no row carries): the trees are then emptied and
+ * filled again.
  */
 
 static int
@@ -535,6 +539,11 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
             continue;
         }
 
+        if (actl_import_links(imp, row, &v) != ACTL_OK) {
+            mdb_cursor_close(cur);
+            return ACTL_FAIL;
+        }
+
         if (v.mv_size == row->len
             && memcmp(v.mv_data, imp->arena + row->off, row->len) == 0)
         {
@@ -568,6 +577,118 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
     return ACTL_OK;
 }
 
+
+
+/*
+ * --replace: a stored key that stays keeps its rotation links to the ids
+ * that stay too; a link to an id that goes is dropped with it.
+ */
+
+static int
+actl_import_links(actl_import_t *imp, actl_row_t *row, MDB_val *v)
+{
+    int            n;
+    akc_str_t      replaces, replaced_by;
+    akc_record_t   rec, old;
+
+    if (akc_record_decode(&old, v->mv_data, v->mv_size) != AKC_OK) {
+        actl_error(imp->ctx, "a record in the database is corrupt");
+        return ACTL_FAIL;
+    }
+
+    if (old.replaces.len == 0 && old.replaced_by.len == 0) {
+        return ACTL_OK;
+    }
+
+    if (actl_import_grow(imp, 2 * AKC_RECORD_MAX_LEN) != ACTL_OK) {
+        actl_error(imp->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    if (akc_record_decode(&rec, imp->arena + row->off, row->len) != AKC_OK) {
+        actl_error(imp->ctx, "akc_record_decode() failed");
+        return ACTL_FAIL;
+    }
+
+    memset(&replaces, 0, sizeof(akc_str_t));
+    memset(&replaced_by, 0, sizeof(akc_str_t));
+
+    if (old.replaces.len && actl_import_has_id(imp, &old.replaces)) {
+        replaces = old.replaces;
+    }
+
+    if (old.replaced_by.len && actl_import_has_id(imp, &old.replaced_by)) {
+        replaced_by = old.replaced_by;
+    }
+
+    rec.replaces = replaces;
+    rec.replaced_by = replaced_by;
+
+    n = akc_record_encode(&rec, imp->arena + imp->arena_len,
+                          AKC_RECORD_MAX_LEN);
+    if (n < 0) {
+        actl_error(imp->ctx, "akc_record_encode() failed");
+        return ACTL_FAIL;
+    }
+
+    memcpy(imp->arena + imp->arena_len + n, rec.id.data, rec.id.len);
+
+    row->off = imp->arena_len;
+    row->len = (uint16_t) n;
+    imp->arena_len += n + rec.id.len;
+
+    return ACTL_OK;
+}
+
+
+/* an id among the rows kept */
+
+static int
+actl_import_has_id(actl_import_t *imp, const akc_str_t *id)
+{
+    int          c;
+    size_t       lo, hi, mid, n;
+    actl_row_t  *row;
+
+    lo = 0;
+    hi = imp->norder;
+
+    while (lo < hi) {
+        mid = lo + (hi - lo) / 2;
+        row = &imp->rows[imp->order[mid]];
+
+        n = (row->id_len < id->len) ? row->id_len : id->len;
+        c = memcmp(imp->arena + row->off + row->len, id->data, n);
+
+        if (c == 0) {
+            c = (int) row->id_len - (int) id->len;
+        }
+
+        if (c < 0) {
+            lo = mid + 1;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    for ( /* void */ ; lo < imp->norder; lo++) {
+        row = &imp->rows[imp->order[lo]];
+
+        if (row->id_len != id->len
+            || memcmp(imp->arena + row->off + row->len, id->data, id->len)
+               != 0)
+        {
+            return 0;
+        }
+
+        if (!row->rejected) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
 
 
 /*
