@@ -83,6 +83,7 @@ check_ok('add');
 # the same rows again: unchanged, nothing written (the generation stays)
 
 my $before = $t->ctl_ok('export');
+my ($gen) = $t->ctl_ok('stats') =~ /^generation:\s+(\d+)$/m;
 
 ($rc, $out, $err) = import_ok('same', "key,id,subject\n$k[0],a,s\n"
                               . "$k[1],b,s\n$k[2],c,s\n");
@@ -90,6 +91,8 @@ is($out, "imported 3 keys (0 added, 3 updated, 0 skipped)\n",
    'unchanged result line: updated as before');
 is($err, summary(0, 0, 3, 0, 0), 'unchanged summary');
 is($t->ctl_ok('export'), $before, 'unchanged: export the same');
+like($t->ctl_ok('stats'), qr/^generation:\s+$gen$/m,
+     'unchanged: nothing written, the generation stays');
 
 # one changed, one unchanged, one added, one rejected (a bad row)
 

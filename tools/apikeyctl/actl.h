@@ -418,8 +418,9 @@ int actl_cmd_rotate(actl_ctx_t *ctx, int argc, char **argv);
 
 /* actl_import.c, actl_import_write.c: import */
 
-/* a handler's answer for --dry-run: actl_write() aborts the transaction */
+/* a handler's answers that abort the transaction: --dry-run, no change */
 #define ACTL_IMPORT_DRY         100
+#define ACTL_IMPORT_SAME        101
 
 
 int actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv);

@@ -175,7 +175,7 @@ actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv)
 
     rc = actl_write(ctx, actl_import_write, imp);
 
-    if (rc == ACTL_OK || rc == ACTL_IMPORT_DRY) {
+    if (rc == ACTL_OK || rc == ACTL_IMPORT_DRY || rc == ACTL_IMPORT_SAME) {
         rc = actl_import_report(imp);
         actl_import_summary(imp, dry_run);
 

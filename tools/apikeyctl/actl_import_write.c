@@ -110,6 +110,10 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
             return rc;
         }
 
+        if (imp->added + imp->updated + imp->removed == 0) {
+            goto same;
+        }
+
         rc = mdb_drop(txn, ctx->dbs.keys, 0);
         if (rc == MDB_SUCCESS) {
             rc = mdb_drop(txn, ctx->dbs.ids, 0);
@@ -122,12 +126,36 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
         empty = 1;
     }
 
+    if (!imp->replace) {
+        for (i = 0; i < imp->nrows; i++) {
+            row = &imp->rows[i];
+
+            if (!row->rejected && !row->same) {
+                break;
+            }
+
+            imp->unchanged += !row->rejected;
+        }
+
+        if (i == imp->nrows) {
+            goto same;
+        }
+
+        imp->unchanged = 0;
+    }
+
     rc = actl_import_append(imp, txn, empty);
     if (rc != ACTL_OK) {
         return rc;
     }
 
     return imp->rc;
+
+same:
+
+    /* nothing changes: nothing is written, the generation stays */
+
+    return (imp->rc == ACTL_OK) ? ACTL_IMPORT_SAME : imp->rc;
 }
 
 
