@@ -197,6 +197,11 @@ akf_import(const char *data, size_t size, int commit)
 
         rc = actl_import_write(&akf_ctx, txn, imp);
 
+        if (rc == ACTL_IMPORT_SAME) {
+            /* nothing to change: import aborts, and succeeds */
+            rc = ACTL_OK;
+        }
+
         if (commit && rc == ACTL_OK) {
             if (mdb_txn_commit(txn) != MDB_SUCCESS) {
                 abort();
