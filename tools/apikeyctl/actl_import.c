@@ -23,6 +23,8 @@ static int actl_reject_cmp(const void *a, const void *b);
 static int actl_radix_sort(uint64_t *keys, uint32_t *idx, uint64_t *tkeys,
     uint32_t *tidx, size_t n);
 static uint64_t actl_be64(const unsigned char *p, size_t len);
+static void actl_radix_sort_keys(uint64_t *keys, uint32_t *idx,
+    actl_row_t *rows, size_t n);
 static int actl_row_hash_cmp(const void *a, const void *b);
 
 
@@ -345,7 +347,7 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
 {
     int             n;
     size_t          size;
-    actl_row_t     *row, *rows;
+    actl_row_t      r, *rows;
     unsigned char  *arena;
 
     if (imp->nrows == imp->nrows_alloc) {
@@ -387,15 +389,22 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
         return ACTL_INVALID;
     }
 
-    row = &imp->rows[imp->nrows++];
+    /*
+     * The row is made aside and stored whole: setting a bit field of a
+     * fresh page would read it first, and the write fault that follows
+     * costs a TLB flush on the other thread's CPU.
+     */
 
-    memcpy(row->hash, hash, AKC_HASH_LEN);
-    row->line = imp->line;
-    row->off = imp->arena_len;
-    row->len = (uint16_t) n;
-    row->id_len = (uint8_t) rec->id.len;
-    row->has_id = has_id ? 1 : 0;
-    row->rejected = 0;
+    memset(&r, 0, sizeof(actl_row_t));
+
+    memcpy(r.hash, hash, AKC_HASH_LEN);
+    r.line = imp->line;
+    r.off = imp->arena_len;
+    r.len = (uint16_t) n;
+    r.id_len = (uint8_t) rec->id.len;
+    r.has_id = has_id ? 1 : 0;
+
+    imp->rows[imp->nrows++] = r;
 
     /* the id once more after the record: the fast path sorts by it */
 
@@ -434,32 +443,44 @@ actl_import_free(actl_import_t *imp)
 int
 actl_import_sort_rows(actl_import_t *imp)
 {
-    size_t       i, j, n;
+    size_t       i, j, k, n;
     uint32_t    *idx;
     uint64_t    *keys;
-    actl_row_t  *rows;
+    actl_row_t   tmp, *rows;
 
     n = imp->nrows;
+    rows = imp->rows;
 
     keys = malloc(2 * n * sizeof(uint64_t) + 1);
     idx = malloc(2 * n * sizeof(uint32_t) + 1);
-    rows = malloc(n * sizeof(actl_row_t) + 1);
 
-    if (keys == NULL || idx == NULL || rows == NULL) {
-        goto nomem;
+    if (keys == NULL || idx == NULL
+        || (actl_radix_sort_keys(keys, idx, rows, n),
+            actl_radix_sort(keys, idx, keys + n, idx + n, n) != ACTL_OK))
+    {
+        free(keys);
+        free(idx);
+        actl_error(imp->ctx, "out of memory");
+        return ACTL_FAIL;
     }
+
+    /* rows[i] = rows[idx[i]], in place, cycle by cycle: no second copy */
 
     for (i = 0; i < n; i++) {
-        keys[i] = actl_be64(imp->rows[i].hash, AKC_HASH_LEN);
-        idx[i] = (uint32_t) i;
-    }
+        if (idx[i] == i) {
+            continue;
+        }
 
-    if (actl_radix_sort(keys, idx, keys + n, idx + n, n) != ACTL_OK) {
-        goto nomem;
-    }
+        tmp = rows[i];
 
-    for (i = 0; i < n; i++) {
-        rows[i] = imp->rows[idx[i]];
+        for (j = i; idx[j] != i; j = k) {
+            k = idx[j];
+            rows[j] = rows[k];
+            idx[j] = (uint32_t) j;
+        }
+
+        rows[j] = tmp;
+        idx[j] = (uint32_t) j;
     }
 
     for (i = 0; i < n; i = j) {
@@ -472,25 +493,25 @@ actl_import_sort_rows(actl_import_t *imp)
         }
     }
 
-    free(imp->rows);
-    imp->rows = rows;
-    imp->nrows_alloc = n;
     imp->sorted = 1;
 
     free(keys);
     free(idx);
 
     return ACTL_OK;
+}
 
-nomem:
 
-    free(keys);
-    free(idx);
-    free(rows);
+static void
+actl_radix_sort_keys(uint64_t *keys, uint32_t *idx, actl_row_t *rows,
+    size_t n)
+{
+    size_t  i;
 
-    actl_error(imp->ctx, "out of memory");
-
-    return ACTL_FAIL;
+    for (i = 0; i < n; i++) {
+        keys[i] = actl_be64(rows[i].hash, AKC_HASH_LEN);
+        idx[i] = (uint32_t) i;
+    }
 }
 
 
