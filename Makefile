@@ -136,10 +136,13 @@ lint:
 
 install: all
 	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(PREFIX)/sbin \
-	    $(DESTDIR)$(PREFIX)/share/man/man1
+	    $(DESTDIR)$(PREFIX)/share/man/man1 \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
 	install -m 0644 $(MODULE) $(DESTDIR)$(MODULES_DIR)/
 	install -m 0755 $(APIKEYCTL) $(DESTDIR)$(PREFIX)/sbin/
 	install -m 0644 tools/apikeyctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	install -m 0644 tools/apikeyctl.bash-completion \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/apikeyctl
 
 clean:
 	rm -rf $(B)
