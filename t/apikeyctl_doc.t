@@ -10,6 +10,7 @@ use strict;
 use warnings;
 
 use Test::More;
+use File::Basename qw(dirname);
 use File::Temp qw(tempdir);
 
 use lib 't/lib';
@@ -18,7 +19,10 @@ use Apikey::Harness;
 my $t = Apikey::Harness->new();
 $t->require_apikeyctl();
 
-my $root = "$ENV{APIKEY_BUILD}/..";
+# the sources beside this test, whichever build dir the test runs with
+
+my $root = dirname(__FILE__) . '/..';
+my $bindir = dirname($t->{apikeyctl});
 my $man = Apikey::Harness::slurp("$root/tools/apikeyctl.1");
 my $completion = "$root/tools/apikeyctl.bash-completion";
 
@@ -131,7 +135,7 @@ SKIP: {
 
         my $script = "$dir/complete.sh";
         open my $fh, '>', $script or die "$script: $!";
-        print $fh "PATH=$ENV{APIKEY_BUILD}:\$PATH\n";
+        print $fh "PATH=$bindir:\$PATH\n";
         print $fh ". '$completion'\n";
         print $fh 'COMP_WORDS=(' . join(' ', map { "'$_'" } @words) . ")\n";
         print $fh 'COMP_CWORD=' . $#words . "\n";
