@@ -67,7 +67,7 @@ static actl_cmd_t  actl_commands[] = {
     { "stats", actl_cmd_stats, "stats [--format text|json]" },
     { "check", actl_cmd_check, "check" },
     { "backup", actl_cmd_backup, "backup DEST" },
-    { "restore", actl_cmd_restore, "restore [--force] SRC" },
+    { "restore", actl_cmd_restore, "restore [--force] [--dry-run] SRC" },
     { "help", actl_cmd_help, "help" },
 
     { NULL, NULL, NULL }
@@ -173,6 +173,13 @@ main(int argc, char **argv)
     }
 
     actl_sigbus_init(&ctx);
+
+    /*
+     * a file size limit (ulimit -f) makes write() fail with EFBIG, which
+     * every command reports, rather than kill it half way
+     */
+
+    (void) signal(SIGXFSZ, SIG_IGN);
 
     /*
      * libsodium's ChaCha20 generator, seeded from getrandom(): the
