@@ -1351,7 +1351,9 @@ akc_meta_strerror(int rc)
         return "database was made with another secret";
     case AKC_ETRUNCATED:
         return "data.mdb is shorter than the pages it claims (truncated?): "
-               "restore it from a backup";
+               "restore a backup into a new database directory "
+               "(\"apikeyctl -d NEW init\", \"apikeyctl -d NEW restore "
+               "BACKUP\") and move that directory into place";
     case AKC_ELOCK:
     case AKC_ELAG:
         return "lock.mdb does not belong to data.mdb (one of them was "

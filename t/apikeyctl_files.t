@@ -41,7 +41,10 @@ ok($size > 4 * 65536, 'a database larger than 256 KB');
 # may lie past the end)
 
 my $truncated = qq{apikeyctl: open "$db": data.mdb is shorter than the }
-                . q{pages it claims (truncated?): restore it from a backup};
+                . q{pages it claims (truncated?): restore a backup into a }
+                . q{new database directory ("apikeyctl -d NEW init", }
+                . q{"apikeyctl -d NEW restore BACKUP") and move that }
+                . q{directory into place};
 my $sigbus = qq{apikeyctl: $db: data.mdb or lock.mdb ends before a page }
              . q{read from it (truncated?): restore it from a backup};
 

@@ -54,6 +54,7 @@
 #define ACTL_MAP_FULL           -1
 
 #define ACTL_MAP_GROW_MAX       ((size_t) 1 << 40)
+#define ACTL_MAP_MIN            ((size_t) 64 * 1024)
 
 #define ACTL_GEN_MAX            1000000
 #define ACTL_DEFAULT_ID_LEN     16
@@ -168,6 +169,7 @@ typedef struct {
     uint8_t                 id_len;
     uint8_t                 aux_len;
     unsigned                has_id:1;
+    unsigned                has_created:1;
     unsigned                rejected:1;
     unsigned                stored:1;   /* the key is in the database */
     unsigned                same:1;     /* and its record unchanged */
@@ -243,7 +245,6 @@ typedef struct {
     uint64_t                removed;
     uint64_t                rejected;
     uint64_t                skipped;
-    uint64_t                replaced;   /* the keys before --replace */
 
     /* the progress line */
     uint64_t                nread;
@@ -425,7 +426,8 @@ int actl_cmd_rotate(actl_ctx_t *ctx, int argc, char **argv);
 
 int actl_cmd_import(actl_ctx_t *ctx, int argc, char **argv);
 int actl_import_keep(actl_import_t *imp, akc_record_t *rec,
-    const unsigned char *hash, int has_id, char *err, size_t errlen);
+    const unsigned char *hash, int has_id, int has_created, char *err,
+    size_t errlen);
 void actl_import_free(actl_import_t *imp);
 int actl_import_result(actl_import_t *imp, int rc, const char *err);
 void actl_import_progress(actl_import_t *imp, int done);

@@ -105,7 +105,16 @@ actl_mdb_error(actl_ctx_t *ctx, const char *call, int rc)
         return;
     }
 
-    actl_error(ctx, "%s() failed: %s", call, mdb_strerror(rc));
+    /*
+     * LMDB makes a short write EIO: a full disk and a file size limit
+     * look like a failing disk unless said otherwise
+     */
+
+    actl_error(ctx, "%s() failed: %s%s%s", call, mdb_strerror(rc),
+               (rc == EIO) ? " (a full disk or a file size limit gives "
+                             "this error too)" : "",
+               (strcmp(call, "mdb_txn_commit") == 0)
+               ? "; nothing was changed" : "");
 }
 
 
@@ -161,8 +170,9 @@ actl_quote(const char *s, size_t len, char out[ACTL_QUOTE_LEN])
 
 /*
  * Whether s holds a generated key (the prefix, "_", 32 base62 and a
- * checksum that matches) anywhere: such a value is never shown or
- * stored but as a key.  A false match needs a 32-bit checksum to agree.
+ * 6-character checksum) anywhere: such a value is never shown or stored
+ * but as a key.  The checksum need not match: a key with one character
+ * mistyped is still all but the whole secret.
  */
 
 int
@@ -179,11 +189,15 @@ actl_has_key(const char *s, size_t len)
         start = (i > AKC_PREFIX_MAX_LEN) ? i - AKC_PREFIX_MAX_LEN : 0;
 
         for ( /* void */ ; start < i; start++) {
-            if (akc_key_classify((const unsigned char *) s + start,
-                                 end - start)
-                == AKC_KEY_GENERATED)
+            switch (akc_key_classify((const unsigned char *) s + start,
+                                     end - start))
             {
+            case AKC_KEY_GENERATED:
+            case AKC_KEY_BAD_CHECKSUM:
                 return 1;
+
+            default:
+                break;
             }
         }
     }

@@ -20,6 +20,7 @@ actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv)
     int             c, rc, exists, created, initialized, grown;
     gid_t           gid;
     size_t          mapsize;
+    MDB_stat        ms;
     MDB_txn        *txn;
     const char     *user;
     MDB_envinfo     info;
@@ -48,6 +49,13 @@ actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv)
                 return actl_usage_error(ctx, "invalid map size \"%s\" "
                                         "(bytes, or a number with k, m, "
                                         "g or t)", optarg);
+            }
+
+            /* smaller, LMDB cannot even hold the sub-databases */
+
+            if (mapsize < ACTL_MAP_MIN) {
+                return actl_usage_error(ctx, "map size \"%s\" is too "
+                                        "small (at least 64k)", optarg);
             }
             break;
 
@@ -133,6 +141,29 @@ actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv)
     rc = akc_meta_check(txn, &ctx->dbs, &ctx->secret);
 
     if (rc == AKC_EUNINIT) {
+
+        /*
+         * keys without a format or a fingerprint: the meta entries were
+         * lost, and recording them now would bless any secret
+         */
+
+        rc = mdb_stat(txn, ctx->dbs.keys, &ms);
+        if (rc != MDB_SUCCESS) {
+            actl_mdb_error(ctx, "mdb_stat", rc);
+            rc = ACTL_FAIL;
+            goto abort;
+        }
+
+        if (ms.ms_entries != 0) {
+            actl_error(NULL, "open \"%s\": it holds %zu keys but no "
+                       "format version or secret fingerprint, so the "
+                       "secret they were hashed with is unknown; nothing "
+                       "was changed (restore a backup into a new "
+                       "database)", ctx->db, (size_t) ms.ms_entries);
+            rc = ACTL_FAIL;
+            goto abort;
+        }
+
         rc = akc_meta_init(txn, &ctx->dbs, &ctx->secret, ctx->now);
         if (rc != MDB_SUCCESS) {
             actl_mdb_error(ctx, "mdb_put", rc);

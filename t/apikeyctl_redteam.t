@@ -1,0 +1,146 @@
+#!/usr/bin/perl
+
+# What a red-team run of issue 8 found in init, the argument checks and
+# the commit: a mistyped key taken as an id or a subject and shown, a map
+# too small to hold the sub-databases, a database that lost its meta
+# entries blessed with any secret, and a full disk reported as a failing
+# one.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use lib 't/lib';
+use Apikey::Harness;
+
+my $t = Apikey::Harness->new();
+$t->require_apikeyctl();
+
+$t->init_db();
+
+my $key = $t->gen('--id', 'first');
+
+# a generated key with one character changed: its checksum fails, and it
+# is still all but the whole key
+
+my $i = 10;
+my $c = substr($key, $i, 1) eq 'X' ? 'Y' : 'X';
+my $typo = substr($key, 0, $i) . $c . substr($key, $i + 1);
+
+isnt($typo, $key, 'the typo differs from the key');
+
+my $before = $t->ctl_ok('export');
+
+for my $args (['gen', '--id', $typo],
+              ['gen', '--subject', "owner $typo"],
+              ['gen', "--id=$typo"],
+              ['show', $typo],
+              ['revoke', $typo],
+              ['rotate', $typo],
+              ['list', '--subject', $typo])
+{
+    my $name = join ' ', map { index($_, $typo) >= 0 ? 'TYPO' : $_ } @$args;
+    my ($rc, $out, $err) = $t->ctl(@$args);
+
+    ok($rc == 2 || $rc == 3, "$name refused") or diag $err;
+    is(index($out . $err, substr($typo, 3, 30)), -1,
+       "$name does not show the mistyped key");
+    like($err, qr/API key.*not shown/, "$name says why");
+}
+
+# in an import file, an id or a subject column holding it
+
+for my $row ("$key,$typo,s", "$key,ok-id,has $typo inside") {
+    my ($rc, $out, $err) = $t->ctl({ input => "key,id,subject\n$row\n" },
+                                   'import', '-');
+
+    is($rc, 3, 'import of a mistyped key in another column exit 3');
+    is(index($out . $err, substr($typo, 3, 30)), -1,
+       'import does not show the mistyped key');
+    like($err, qr/line 2/, 'import names the line');
+}
+
+is($t->ctl_ok('export'), $before, 'nothing was changed');
+
+# a map too small to hold the sub-databases is refused before any file is
+# made (it used to leave a database no plain init could finish)
+
+for my $size (qw(1 4k 65535)) {
+    my $dir = $t->prefix . "/tiny-$size";
+    my ($rc, $out, $err) = $t->ctl({ db => $dir }, 'init', '--map-size',
+                                   $size);
+
+    is($rc, 2, "init --map-size $size exit 2");
+    like($err, qr/map size "\Q$size\E" is too small \(at least 64k\)/,
+         "init --map-size $size says why");
+    ok(!-e $dir, "init --map-size $size made nothing");
+}
+
+{
+    my $dir = $t->prefix . '/small';
+    my ($rc, $out, $err) = $t->ctl({ db => $dir }, 'init', '--map-size',
+                                   '64k');
+    is($rc, 0, 'init --map-size 64k works') or diag $err;
+    $t->init_db({ db => $dir });
+}
+
+# keys without meta entries: init must not record whatever secret it is
+# given as theirs
+
+SKIP: {
+    skip 'mdb_dump and mdb_load (lmdb-utils) not found', 4
+        unless -x '/usr/bin/mdb_dump' && -x '/usr/bin/mdb_load';
+
+    my $lost = $t->prefix . '/lost-meta';
+    mkdir $lost or die "$lost: $!";
+
+    for my $sub (qw(keys ids)) {
+        system("mdb_dump -s $sub '" . $t->db . "' > '$lost.$sub' "
+               . "&& mdb_load -s $sub '$lost' < '$lost.$sub'") == 0
+            or die "mdb_dump/mdb_load $sub failed";
+    }
+
+    my $other = $t->prefix . '/other.secret';
+    Apikey::Harness::write_file($other, ('b' x 64) . "\n");
+    chmod 0600, $other;
+
+    my ($rc, $out, $err) = $t->ctl({ db => $lost, secret => $other },
+                                   'init');
+
+    is($rc, 1, 'init of keys without meta entries exit 1');
+    like($err, qr/holds 1 keys but no format version or secret fingerprint.*nothing was changed/,
+         'init says the meta entries are missing');
+
+    ($rc, $out, $err) = $t->ctl({ db => $lost, secret => $other }, 'check');
+    is($rc, 1, 'check of it still fails');
+    like($out . $err, qr/not initialized/, 'check says it is not initialized');
+
+    $t->no_check($lost);
+}
+
+# a write that fails at its commit (a file size limit here, a full disk
+# alike) says so, and that nothing was changed
+
+SKIP: {
+    my $db = $t->prefix . '/limited';
+    $t->init_db({ db => $db });
+    $t->ctl_ok({ db => $db }, 'gen', '--count', '3');
+    my $export = $t->ctl_ok({ db => $db }, 'export');
+
+    my $sh = sprintf q{ulimit -f 100 && exec '%s' -d '%s' -s '%s' gen }
+                     . q{--count 20000 > /dev/null 2> '%s/limit.err'},
+                     $t->{apikeyctl}, $db, $t->secret, $t->prefix;
+    system('/bin/sh', '-c', $sh);
+    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+
+    is($rc, 1, 'gen past a file size limit exit 1, no signal');
+
+    my $err = Apikey::Harness::slurp($t->prefix . '/limit.err');
+    like($err, qr/a full disk or a file size limit gives this error too\); nothing was changed/,
+         'the error names a full disk, and that nothing was changed');
+    is($t->ctl_ok({ db => $db }, 'export'), $export,
+       'and nothing was changed');
+}
+
+done_testing();
