@@ -1821,13 +1821,15 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
 size_t
 akc_mask_keys(unsigned char *p, size_t len)
 {
-    size_t  i, j, start, n;
+    size_t          i, j, start, n;
+    akc_key_kind_e  kind;
 
     /*
-     * Every generated key in p (a prefix, "_", 32 base62 and a checksum
-     * that matches) keeps its prefix and four characters, as its hint
-     * does, and the rest becomes "*": for text about to be logged that
-     * may hold a key, such as a request line.  Returns how many.
+     * Every generated key in p (a prefix, "_", 32 base62 and a checksum,
+     * matching or not: a key with a typo is all but the key) keeps its
+     * prefix and four characters, as its hint does, and the rest becomes
+     * "*": for text about to be logged that may hold a key, such as a
+     * request line.  Returns how many.
      */
 
     n = 0;
@@ -1860,8 +1862,9 @@ akc_mask_keys(unsigned char *p, size_t len)
         }
 
         for ( /* void */ ; start < i; start++) {
-            if (akc_key_classify(p + start, j - start) == AKC_KEY_GENERATED)
-            {
+            kind = akc_key_classify(p + start, j - start);
+
+            if (kind == AKC_KEY_GENERATED || kind == AKC_KEY_BAD_CHECKSUM) {
                 memset(p + i + 5, '*', AKC_GEN_TAIL_LEN - 4);
                 n++;
                 break;

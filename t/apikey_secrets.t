@@ -55,6 +55,15 @@ $t->write_config(<<'EOF', access_log => 1);
             apikey on;
             proxy_pass http://127.0.0.1:%%PORT_1%%;
         }
+
+        # keys in the request line: the error log masks them, the
+        # access log is nginx's own
+
+        location /quiet/ {
+            apikey on;
+            access_log off;
+            proxy_pass http://127.0.0.1:%%PORT_1%%;
+        }
     }
 
     server {
@@ -79,6 +88,15 @@ for my $name (sort keys %status) {
 
 my $r = $t->get('/bearer', 'Authorization' => "Bearer $key{unknown}");
 is($r->{status}, 401, 'unknown bearer key status');
+
+# a mistyped key in the request line of a logged rejection is masked, as
+# a whole key is
+
+$r = $t->get("/quiet/typo?k=$key{typo}", 'X-API-Key' => $key{typo});
+is($r->{status}, 401, 'mistyped key in the query status');
+
+$r = $t->get("/quiet/unknown?k=$key{unknown}", 'X-API-Key' => $key{unknown});
+is($r->{status}, 401, 'unknown key in the query status');
 
 $t->stop();
 
@@ -111,6 +129,10 @@ like($error, rejected('unknown', 'unknown', 'bearer'),
      'error log unknown bearer');
 like($error, malformed('typo'), 'error log bad checksum');
 like($error, malformed('spaced'), 'error log malformed');
+like($error, qr/request: "GET \/quiet\/typo\?k=\Q${\ substr($key{typo}, 0, 7)}\E\*{34} /,
+     'error log masks a mistyped key in the request line');
+like($error, qr/request: "GET \/quiet\/unknown\?k=\Q${\ substr($key{unknown}, 0, 7)}\E\*{34} /,
+     'error log masks a key in the request line');
 
 # and never a key
 

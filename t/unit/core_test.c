@@ -560,11 +560,14 @@ key_mask(void **state)
              "**********************************");
     assert_string_equal(line, want);
 
-    /* a wrong checksum, a short tail, no prefix: left alone */
+    /* a wrong checksum (a typo) is all but the key: masked too */
 
     snprintf(line, sizeof(line), "%s", key);
-    line[40] = line[40] == 'a' ? 'b' : 'a';
-    assert_int_equal(akc_mask_keys((unsigned char *) line, 41), 0);
+    line[20] = line[20] == 'a' ? 'b' : 'a';
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 41), 1);
+    assert_memory_equal(line + 7, "**********************************", 34);
+
+    /* a short tail, no prefix: left alone */
 
     assert_int_equal(akc_mask_keys((unsigned char *) "ak_abc", 6), 0);
     assert_int_equal(akc_mask_keys((unsigned char *) "", 0), 0);
