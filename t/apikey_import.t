@@ -99,10 +99,9 @@ note(sprintf 'import of %d keys: %.2f s, %d client rounds', $n, $elapsed,
      $c{rounds} // 0);
 
 is($rc, 0, 'import exit code');
-is($out, "imported 100000 keys (100000 added, 0 updated, 0 skipped)\n",
-   'import summary');
-is($err, "apikeyctl: import: 100000 added, 0 updated, 0 unchanged, "
-   . "0 removed, 0 rejected\n", 'import stderr');
+is($out, "imported 100000 keys: 100000 added, 0 updated, 0 unchanged, "
+   . "0 removed, 0 rejected\n", 'import summary');
+is($err, '', 'import stderr: nothing, the summary is on stdout');
 
 ok(($c{rounds} // 0) > 1, 'client rounds during import');
 is($c{existing_ok}, $c{rounds}, 'existing key always 200');
@@ -161,8 +160,8 @@ ok(dump_db() eq $before, 'malformed key leaves database unchanged');
 ($rc, $out, $err) = $t->ctl('import', '--skip-invalid',
                             "$prefix/bad-expires.csv");
 is($rc, 0, 'skip invalid exit code');
-is($out, "imported 9999 keys (9999 added, 0 updated, 1 skipped)\n",
-   'skip invalid summary');
+is($out, "imported 9999 keys: 9999 added, 0 updated, 0 unchanged, "
+   . "0 removed, 1 rejected\n", 'skip invalid summary');
 like($err, qr/^apikeyctl: .*skipped.*line 5001: invalid expires "tomorrow" \(/m,
      'skip invalid reports line 5001');
 
@@ -208,7 +207,7 @@ ok(dump_db() eq $before, 'replace without --force leaves database unchanged');
 ($rc, $out, $err) = $t->ctl('import', '--replace', '--force',
                             "$prefix/replace.csv");
 is($rc, 0, 'replace exit code');
-like($out, qr/^imported 3 keys \(/, 'replace summary');
+like($out, qr/^imported 3 keys: /, 'replace summary');
 
 $r = $t->get('/', 'X-API-Key' => $keys[0]);
 is($r->{status}, 401, 'replace removes a key not in the file');
@@ -237,8 +236,8 @@ write_csv("$prefix/extra.jsonl",
 
 ($rc, $out, $err) = $t->ctl('import', "$prefix/extra.jsonl");
 is($rc, 0, 'jsonl exit code');
-is($out, "imported 2 keys (2 added, 0 updated, 0 skipped)\n",
-   'jsonl summary');
+is($out, "imported 2 keys: 2 added, 0 updated, 0 unchanged, 0 removed, "
+   . "0 rejected\n", 'jsonl summary');
 
 $r = $t->get('/', 'X-API-Key' => $json[0]);
 is($r->{status}, 200, 'jsonl key 200');
@@ -259,8 +258,8 @@ write_csv("$prefix/odd.csv", "id,key\n", "odd1,$odd[0]\n", "odd2,$odd[1]\n",
 
 ($rc, $out, $err) = $t->ctl('import', "$prefix/odd.csv");
 is($rc, 0, 'odd keys exit code');
-is($out, "imported 3 keys (3 added, 0 updated, 0 skipped)\n",
-   'odd keys summary');
+is($out, "imported 3 keys: 3 added, 0 updated, 0 unchanged, 0 removed, "
+   . "0 rejected\n", 'odd keys summary');
 
 for my $i (0 .. 2) {
     $r = $t->get('/', 'X-API-Key' => $odd[$i]);

@@ -342,8 +342,8 @@ my @plain = map { sprintf 'plain-%02d-%08x%08x', $_, int rand 2**32,
                               map { "$plain[$_ - 1],plain$_\n" } 1 .. 3 },
                             'import', '-');
 is($rc, 0, 'import stdin exit code');
-is($out, "imported 3 keys (3 added, 0 updated, 0 skipped)\n",
-   'import stdin summary');
+is($out, "imported 3 keys: 3 added, 0 updated, 0 unchanged, 0 removed, "
+   . "0 rejected\n", 'import stdin summary');
 
 ($rc, $out, $err) = $t->ctl('verify', $plain[1]);
 is($rc, 0, 'verify imported plain key');
@@ -367,7 +367,7 @@ write_file("$prefix/export.csv", $out);
 
 ($rc, $out, $err) = $t->ctl('import', '--replace', "$prefix/export.csv");
 is($rc, 0, 'import export exit code');
-like($out, qr/^imported 14 keys \(/, 'import export summary');
+like($out, qr/^imported 14 keys: /, 'import export summary');
 
 my %after = map { $_ => join ' ', $t->ctl('verify', $_) } @keys;
 

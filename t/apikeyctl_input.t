@@ -107,8 +107,8 @@ write_file("$prefix/half.csv", "key,id\n$keys[0],k1\n$keys[1],k2\n"
 
 ($rc, $out, $err) = $t->ctl('import', '--replace', "$prefix/half.csv");
 is($rc, 0, 'replace of half exit code');
-is($out, "imported 3 keys (3 added, 0 updated, 0 skipped), replaced 4 "
-   . "keys\n", 'replace of half summary');
+is($out, "imported 3 keys: 1 added, 0 updated, 2 unchanged, 2 removed, "
+   . "0 rejected\n", 'replace of half summary');
 is(ids(), 'k1,k2,n1', 'replace of half result');
 
 ($rc, $out, $err) = $t->ctl('import', '--replace', '--force',
@@ -154,8 +154,8 @@ close $w;
 
 is(finish($import), 0, 'import from a fifo exit code');
 is(Apikey::Harness::slurp("$prefix/import.out"),
-   "imported 2 keys (2 added, 0 updated, 0 skipped)\n",
-   'import from a fifo summary');
+   "imported 2 keys: 2 added, 0 updated, 0 unchanged, 0 removed, "
+   . "0 rejected\n", 'import from a fifo summary');
 is(ids(), 'fifo1,fifo2,k1', 'import from a fifo result');
 
 # gen prints after the commit: a reader that does not read does not hold

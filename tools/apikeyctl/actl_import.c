@@ -212,66 +212,30 @@ close_fd:
 
 
 /*
- * The summary: the result line on standard output, as before (scripts
- * read it; "updated" there counts the unchanged rows too), and a line
- * with every count on standard error, after the commit.
+ * The summary, one line on standard output after the commit (scripts
+ * read it): the rows kept (added, updated, unchanged), the keys removed
+ * by --replace, the rows rejected.
  */
 
 static void
 actl_import_summary(actl_import_t *imp, int dry_run)
 {
-    uint64_t  added, updated, rejected;
+    uint64_t  kept;
 
-    rejected = imp->skipped + imp->rejected;
+    kept = imp->added + imp->updated + imp->unchanged;
 
-    /* the result line as before: --replace wrote every row anew */
-
-    added = imp->added;
-    updated = imp->updated + imp->unchanged;
-
-    if (imp->replace) {
-        added += updated;
-        updated = 0;
-    }
-
-    if (dry_run) {
-        printf("dry run: would import %llu keys (%llu added, %llu updated, "
-               "%llu skipped)",
-               (unsigned long long) (added + updated),
-               (unsigned long long) added, (unsigned long long) updated,
-               (unsigned long long) rejected);
-
-        if (imp->replace) {
-            printf(", replacing %llu keys",
-                   (unsigned long long) imp->replaced);
-        }
-
-        printf("; nothing was changed\n");
-
-    } else {
-        printf("imported %llu keys (%llu added, %llu updated, %llu skipped)",
-               (unsigned long long) (added + updated),
-               (unsigned long long) added, (unsigned long long) updated,
-               (unsigned long long) rejected);
-
-        if (imp->replace) {
-            printf(", replaced %llu keys", (unsigned long long) imp->replaced);
-        }
-
-        printf("\n");
-    }
+    printf("%s %llu key%s: %llu added, %llu updated, %llu unchanged, "
+           "%llu removed, %llu rejected%s\n",
+           dry_run ? "dry run: would import" : "imported",
+           (unsigned long long) kept, (kept == 1) ? "" : "s",
+           (unsigned long long) imp->added,
+           (unsigned long long) imp->updated,
+           (unsigned long long) imp->unchanged,
+           (unsigned long long) imp->removed,
+           (unsigned long long) (imp->skipped + imp->rejected),
+           dry_run ? "; nothing was changed" : "");
 
     fflush(stdout);
-
-    actl_error(imp->ctx, "%s%llu added, %llu updated, %llu unchanged, "
-               "%llu removed, %llu rejected%s",
-               dry_run ? "dry run, would be: " : "",
-               (unsigned long long) imp->added,
-               (unsigned long long) imp->updated,
-               (unsigned long long) imp->unchanged,
-               (unsigned long long) imp->removed,
-               (unsigned long long) rejected,
-               dry_run ? "; nothing was changed" : "");
 }
 
 
@@ -343,7 +307,8 @@ actl_import_progress(actl_import_t *imp, int done)
 
 int
 actl_import_keep(actl_import_t *imp, akc_record_t *rec,
-    const unsigned char *hash, int has_id, char *err, size_t errlen)
+    const unsigned char *hash, int has_id, int has_created, char *err,
+    size_t errlen)
 {
     int             n;
     size_t          size;
@@ -403,6 +368,7 @@ actl_import_keep(actl_import_t *imp, akc_record_t *rec,
     r.len = (uint16_t) n;
     r.id_len = (uint8_t) rec->id.len;
     r.has_id = has_id ? 1 : 0;
+    r.has_created = has_created ? 1 : 0;
 
     imp->rows[imp->nrows++] = r;
 

@@ -721,6 +721,6 @@ actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
         rec.id.len = ACTL_DEFAULT_ID_LEN;
     }
 
-    return actl_import_keep(imp, &rec, hash, f->len[ACTL_COL_ID] > 0, err,
-                            errlen);
+    return actl_import_keep(imp, &rec, hash, f->len[ACTL_COL_ID] > 0,
+                            f->len[ACTL_COL_CREATED] > 0, err, errlen);
 }

@@ -23,8 +23,9 @@ static uint64_t actl_import_kept(actl_import_t *imp, const unsigned char *hash,
     uint64_t before);
 static int actl_import_merge(actl_import_t *imp, MDB_txn *txn,
     size_t entries);
-static int actl_import_links(actl_import_t *imp, actl_row_t *row,
+static int actl_import_stays(actl_import_t *imp, actl_row_t *row,
     MDB_val *v);
+static void actl_import_retired(akc_record_t *rec, const akc_record_t *old);
 static int actl_import_has_id(actl_import_t *imp, const akc_str_t *id);
 static int actl_import_append(actl_import_t *imp, MDB_txn *txn, int append);
 static int actl_row_line_cmp(const void *a, const void *b);
@@ -53,7 +54,6 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     imp->unchanged = 0;
     imp->removed = 0;
     imp->rejected = 0;
-    imp->replaced = 0;
     imp->nrejects = 0;
     imp->msgs_len = 0;
 
@@ -161,9 +161,10 @@ same:
 
 /*
  * The keys already stored, looked up in hash order.  A stored key keeps
- * its id, its creation time and its rotation links: the row's record is
- * merged with the stored one into the arena, and one left byte for byte
- * as it was is not written again.  A new key's id may be a stored key's.
+ * its id, its creation time and its rotation links, and a retired one
+ * the end of its life: the row's record is merged with the stored one
+ * into the arena, and one left byte for byte as it was is not written
+ * again.  A new key's id may be a stored key's.
  */
 
 static int
@@ -257,6 +258,8 @@ actl_import_lookup(actl_import_t *imp, MDB_txn *txn)
         rec.created = old.created;
         rec.replaces = old.replaces;
         rec.replaced_by = old.replaced_by;
+
+        actl_import_retired(&rec, &old);
 
         n = akc_record_encode(&rec, imp->arena + imp->arena_len,
                               AKC_RECORD_MAX_LEN);
@@ -516,9 +519,9 @@ actl_import_kept(actl_import_t *imp, const unsigned char *hash,
 /*
  * --replace: the rows against the keys in the database, both in hash
  * order, for the summary and the check that at most half of the keys
- * go away without --force.  The file is the whole truth (but for the
- * rotation links, which no row carries): the trees are then emptied and
- * filled again.
+ * go away without --force.  The file is the whole truth (but for what
+ * a key that stays keeps, see actl_import_stays()): the trees are then
+ * emptied and filled again.
  */
 
 static int
@@ -532,7 +535,6 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
     actl_row_t  *row;
 
     ctx = imp->ctx;
-    imp->replaced = entries;
 
     rc = mdb_cursor_open(txn, ctx->dbs.keys, &cur);
     if (rc != MDB_SUCCESS) {
@@ -567,7 +569,7 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
             continue;
         }
 
-        if (actl_import_links(imp, row, &v) != ACTL_OK) {
+        if (actl_import_stays(imp, row, &v) != ACTL_OK) {
             mdb_cursor_close(cur);
             return ACTL_FAIL;
         }
@@ -608,12 +610,15 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
 
 
 /*
- * --replace: a stored key that stays keeps its rotation links to the ids
- * that stay too; a link to an id that goes is dropped with it.
+ * --replace: a stored key that stays keeps its creation time (but for a
+ * row with a "created" column), the end of its life if it was retired
+ * (actl_import_retired()), and its rotation links to the ids that stay
+ * too; a link to an id that goes is dropped with it.  The row's record
+ * is made again in the arena only when one of them changes it.
  */
 
 static int
-actl_import_links(actl_import_t *imp, actl_row_t *row, MDB_val *v)
+actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 {
     int            n;
     akc_str_t      replaces, replaced_by;
@@ -621,15 +626,6 @@ actl_import_links(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 
     if (akc_record_decode(&old, v->mv_data, v->mv_size) != AKC_OK) {
         actl_error(imp->ctx, "a record in the database is corrupt");
-        return ACTL_FAIL;
-    }
-
-    if (old.replaces.len == 0 && old.replaced_by.len == 0) {
-        return ACTL_OK;
-    }
-
-    if (actl_import_grow(imp, 2 * AKC_RECORD_MAX_LEN) != ACTL_OK) {
-        actl_error(imp->ctx, "out of memory");
         return ACTL_FAIL;
     }
 
@@ -649,6 +645,32 @@ actl_import_links(actl_import_t *imp, actl_row_t *row, MDB_val *v)
         replaced_by = old.replaced_by;
     }
 
+    if ((row->has_created || rec.created == old.created)
+        && replaces.len == 0 && replaced_by.len == 0
+        && (old.replaced_by.len == 0 || old.expires == 0
+            || (rec.expires != 0 && rec.expires <= old.expires)))
+    {
+        return ACTL_OK;
+    }
+
+    if (actl_import_grow(imp, 2 * AKC_RECORD_MAX_LEN) != ACTL_OK) {
+        actl_error(imp->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    /* the arena may have moved: the row's record is decoded again */
+
+    if (akc_record_decode(&rec, imp->arena + row->off, row->len) != AKC_OK) {
+        actl_error(imp->ctx, "akc_record_decode() failed");
+        return ACTL_FAIL;
+    }
+
+    if (!row->has_created) {
+        rec.created = old.created;
+    }
+
+    actl_import_retired(&rec, &old);
+
     rec.replaces = replaces;
     rec.replaced_by = replaced_by;
 
@@ -666,6 +688,25 @@ actl_import_links(actl_import_t *imp, actl_row_t *row, MDB_val *v)
     imp->arena_len += n + rec.id.len;
 
     return ACTL_OK;
+}
+
+
+/*
+ * A key that has been replaced (rotate) is retired: it keeps the earlier
+ * of its stored end and the row's, so that an import may shorten its
+ * grace but never lift its end.
+ */
+
+static void
+actl_import_retired(akc_record_t *rec, const akc_record_t *old)
+{
+    if (old->replaced_by.len == 0 || old->expires == 0) {
+        return;
+    }
+
+    if (rec->expires == 0 || rec->expires > old->expires) {
+        rec->expires = old->expires;
+    }
 }
 
 
