@@ -3,7 +3,8 @@
  * Copyright (C) ngx_http_apikey_module developers
  *
  * apikeyctl: the memory that holds keys and the secret: no core file,
- * allocations that are wiped, and SIGBUS on a truncated mapped file.
+ * allocations that are wiped, and SIGBUS on a truncated mapped file or
+ * SIGSEGV on a damaged one.
  */
 
 
@@ -11,11 +12,16 @@
 
 
 static void actl_sigbus_handler(int signo);
+static void actl_sigsegv_handler(int signo);
 
 
-/* what the SIGBUS handler writes: made before any file is mapped */
+/* what the handlers write: made before any file is mapped */
 static char    actl_sigbus_msg[1024];
 static size_t  actl_sigbus_len;
+static char    actl_sigsegv_msg[1024];
+static size_t  actl_sigsegv_len;
+static char    actl_sigsegv_problem[128];
+static size_t  actl_sigsegv_problem_len;
 
 
 /* core files would hold keys and the secret */
@@ -63,6 +69,36 @@ actl_sigbus_init(actl_ctx_t *ctx)
     sigemptyset(&sa.sa_mask);
 
     (void) sigaction(SIGBUS, &sa, NULL);
+
+    /*
+     * damaged bytes in a page of data.mdb send LMDB's reads astray: the
+     * same message for every command, and for check a problem line too
+     */
+
+    n = snprintf(actl_sigsegv_msg, sizeof(actl_sigsegv_msg),
+                 "apikeyctl: %s: data.mdb is damaged: a read inside it "
+                 "faulted (SIGSEGV in LMDB): restore it from a backup; "
+                 "or apikeyctl has a bug: please report it\n", ctx->db);
+
+    if (n < 0 || (size_t) n >= sizeof(actl_sigsegv_msg)) {
+        n = snprintf(actl_sigsegv_msg, sizeof(actl_sigsegv_msg),
+                     "apikeyctl: data.mdb is damaged: a read inside it "
+                     "faulted (SIGSEGV in LMDB): restore it from a backup; "
+                     "or apikeyctl has a bug: please report it\n");
+    }
+
+    actl_sigsegv_len = (size_t) n;
+
+    if (ctx->cmd != NULL && strcmp(ctx->cmd, "check") == 0) {
+        n = snprintf(actl_sigsegv_problem, sizeof(actl_sigsegv_problem),
+                     "problem: data.mdb is damaged: a read inside it "
+                     "faulted\n");
+        actl_sigsegv_problem_len = (size_t) n;
+    }
+
+    sa.sa_handler = actl_sigsegv_handler;
+
+    (void) sigaction(SIGSEGV, &sa, NULL);
 }
 
 
@@ -74,6 +110,29 @@ actl_sigbus_handler(int signo)
     /* async-signal-safe only: write(2) and _exit(2) */
 
     n = write(STDERR_FILENO, actl_sigbus_msg, actl_sigbus_len);
+    (void) n;
+
+    _exit(ACTL_FAIL);
+}
+
+
+static void
+actl_sigsegv_handler(int signo)
+{
+    ssize_t  n;
+
+    /*
+     * async-signal-safe only: write(2) and _exit(2); what check printed
+     * before is still in stdio's buffer and is lost
+     */
+
+    if (actl_sigsegv_problem_len) {
+        n = write(STDOUT_FILENO, actl_sigsegv_problem,
+                  actl_sigsegv_problem_len);
+        (void) n;
+    }
+
+    n = write(STDERR_FILENO, actl_sigsegv_msg, actl_sigsegv_len);
     (void) n;
 
     _exit(ACTL_FAIL);
