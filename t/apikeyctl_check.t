@@ -6,7 +6,9 @@
 # key whose id has no ids entry, ids entries pointing at a key of
 # another id, a record that does not decode, a key of the wrong length,
 # broken rotation links, damaged meta entries, another secret, a
-# truncated data file.  Never a full hash in the output.
+# truncated data file.  Never a full hash in the output.  A link names a
+# key in the database (revoke removes the links to the key it revokes),
+# and a record's times are in range and in order.
 
 use strict;
 use warnings;
@@ -27,7 +29,7 @@ my ($rc, $out, $err);
 my $n = 0;
 
 sub fresh {
-    my $db = "$prefix/db-" . ++$n;
+    my $db = shift // "$prefix/db-" . ++$n;
 
     $t->init_db({ db => $db });
     $t->ctl_ok({ db => $db }, 'gen', '--id', $_) for qw(alice bob);
@@ -57,7 +59,7 @@ sub hash_of {
 sub record {
     my (%r) = @_;
 
-    my $s = pack('CCvQ<Q<Q<', 1, $r{flags} // 0, 0, $r{created} // time(),
+    my $s = pack('CCvq<q<q<', 1, $r{flags} // 0, 0, $r{created} // time(),
                  $r{not_before} // 0, $r{expires} // 0);
 
     my @f = ($r{id}, '', '', '', $r{hint} // 'ak_test...');
@@ -134,7 +136,7 @@ like($out, qr/\nkeys: 6\nids: 6\nproblems: 0\n\z/, 'clean: summary');
 unlike($out, qr/^problem:/m, 'clean: no problem');
 unlike($out, qr/\Q$key\E/, 'clean: no key in the output');
 
-# rotation links as rotate writes them, and links to revoked keys
+# rotation links as rotate writes them, and after revoke of either key
 
 SKIP: {
     my $db = fresh();
@@ -157,14 +159,76 @@ SKIP: {
 
     add($db, $h1, id => 'r-old', replaced_by => 'r-new');
     add($db, $h2, id => 'r-new', replaces => 'r-old');
+    add($db, $h3, id => 'r-newer', replaces => 'r-new2', replaced_by => 'r-3');
+    add($db, $h4, id => 'r-new2', replaced_by => 'r-newer');
+    add($db, $h5, id => 'r-3', replaces => 'r-newer');
+
+    ($rc, $out) = check($db);
+    is($rc, 0, 'linked pairs and a chain: exit code') or diag($out);
+    like($out, qr/^keys: 7\nids: 7\nproblems: 0$/m,
+         'linked pairs: summary');
+}
+
+# links to ids that are not in the database: left by an apikeyctl that
+# kept them on revoke, or by damage
+
+{
+    my $db = fresh();
+    $t->no_check($db);
+
     add($db, $h3, id => 'r-newer', replaces => 'revoked-id');
     add($db, $h4, id => 'r-next', replaced_by => 'revoked-id2');
 
-    ($rc, $out) = check($db);
-    is($rc, 0, 'linked pairs and links to revoked ids: exit code')
-        or diag($out);
-    like($out, qr/^keys: 6\nids: 6\nproblems: 0$/m,
-         'linked pairs: summary');
+    ($rc, $out, $err) = check($db);
+    is($rc, 1, 'links to missing ids: exit code');
+    is(problems($out), join("\n",
+       'key "r-newer" replaces "revoked-id", which is not in the database',
+       'key "r-next" is replaced by "revoked-id2", which is not in the '
+       . 'database'),
+       'links to missing ids: problems');
+    like($out, qr/^keys: 4\nids: 4\nproblems: 2\n\z/m,
+         'links to missing ids: summary');
+    is($err, '', 'links to missing ids: nothing on stderr');
+}
+
+# times out of range, or out of order (not among the db-* whose output
+# is searched for hashes: the times are long numbers)
+
+{
+    my $db = fresh("$prefix/times");
+    $t->no_check($db);
+
+    my $max = 253402300799;     # 9999-12-31T23:59:59Z
+
+    add($db, "\x61" x 32, id => 't-order', not_before => 2000000000,
+        expires => 1900000000);
+    add($db, "\x62" x 32, id => 't-same', not_before => 2000000000,
+        expires => 2000000000);
+    add($db, "\x63" x 32, id => 't-huge', expires => 9223372036854775807);
+    add($db, "\x64" x 32, id => 't-past-9999', not_before => $max + 1);
+    add($db, "\x65" x 32, id => 't-negative', expires => -1,
+        not_before => -9223372036854775808);
+    add($db, "\x66" x 32, id => 't-last', not_before => $max - 1,
+        expires => $max);
+    add($db, "\x67" x 32, id => 't-epoch', not_before => 1, expires => 2);
+    add($db, "\x68" x 32, id => 't-created', created => $max + 1);
+
+    ($rc, $out, $err) = check($db);
+    is($rc, 1, 'times: exit code');
+    is(problems($out), join("\n",
+       'key "t-order": expires 2030-03-17T17:46:40Z is not after not_before '
+       . '2033-05-18T03:33:20Z',
+       'key "t-same": expires 2033-05-18T03:33:20Z is not after not_before '
+       . '2033-05-18T03:33:20Z',
+       'key "t-huge": expires is after 9999-12-31T23:59:59Z '
+       . '(9223372036854775807)',
+       'key "t-past-9999": not_before is after 9999-12-31T23:59:59Z '
+       . '(253402300800)',
+       'key "t-negative": not_before is negative (-9223372036854775808)',
+       'key "t-negative": expires is negative (-1)'),
+       'times: problems, the last second and the first ones fine');
+    like($out, qr/^keys: 10\nids: 10\nproblems: 6\n\z/m, 'times: summary');
+    is($err, '', 'times: nothing on stderr');
 }
 
 # an ids entry pointing at a key that does not exist
@@ -302,6 +366,7 @@ SKIP: {
     is(problems($out), join("\n",
        'key "a-old" is replaced by "a-new", which replaces no key',
        'key "b-new" replaces "b-old", which is replaced by "b-other"',
+       'key "b-old" is replaced by "b-other", which is not in the database',
        'key "self" is replaced by itself'),
        'broken links: problems');
 }

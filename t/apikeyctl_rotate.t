@@ -3,8 +3,9 @@
 # Tests apikeyctl rotate: a new key with the old key's subject, scopes,
 # plan and prefix, the two records linked both ways in one transaction,
 # the old key's expiry cut to the end of the grace; show and list of the
-# links; every refusal exits 3 and changes nothing; keys are never
-# echoed; a full map is grown for gen, rotate and the updates.
+# links, which revoke removes; every refusal (an expired key among them)
+# exits 3 and changes nothing; keys are never echoed; a full map is
+# grown for gen, rotate and the updates.
 
 use strict;
 use warnings;
@@ -268,24 +269,35 @@ like($err, qr/^apikeyctl: rotate: key "later" is not valid before \S+Z: /,
      'rotate not yet valid message');
 unchanged('rotate not yet valid');
 
-# an expired key: allowed; it stays expired, the new key has no expiry
+# an expired key: refused, rotation never extends a lifetime; once it
+# has an expiry ahead again, the new key takes it
 
 $t->gen('--id', 'old');
 $t->ctl_ok('expire', 'old', '--at', 'now');
 my $old_expires = show('old')->{expires};
+$before = $t->ctl_ok('export');
 
 ($rc, $out, $err) = $t->ctl('rotate', 'old', '--new-id', 'new',
                             '--format', 'json');
-is($rc, 0, 'rotate expired exit code');
-is($err, qq{apikeyctl: rotate: note: "old" had expired at $old_expires; }
-         . qq{the new key "new" has no expiry ("apikeyctl expire new --at }
-         . qq{WHEN" sets one)\n},
-     'rotate expired note');
+is($rc, 3, 'rotate expired exit code');
+is($out, '', 'rotate expired prints nothing');
+is($err, qq{apikeyctl: rotate: key "old" expired at $old_expires: rotation }
+         . qq{never extends a lifetime; "apikeyctl expire old --at WHEN" }
+         . qq{gives it a new expiry first, or gen a new key\n},
+     'rotate expired message');
+unchanged('rotate expired');
+
+$t->ctl_ok('expire', 'old', '--at', '2d');
+my $old_again = show('old')->{expires};
+
+($rc, $out, $err) = $t->ctl('rotate', 'old', '--new-id', 'new',
+                            '--format', 'json');
+is($rc, 0, 'rotate expired, then expire: exit code');
+is($err, '', 'rotate expired, then expire: stderr');
 $j = eval { $json->decode($out) } // {};
-is($j->{expires}, undef, 'rotate expired: new key without expiry');
-is(show('old')->{expires}, $old_expires, 'rotate expired: old expiry kept');
-is(show('old')->{status}, 'expired', 'rotate expired: old stays expired');
-check_ok('rotate expired');
+is($j->{expires}, $old_again, 'rotate expired, then expire: the expiry kept');
+is(show('old')->{replaced_by}, 'new', 'rotate expired, then expire: linked');
+check_ok('rotate expired, then expire');
 
 # an expiry within the grace: kept by both keys
 
@@ -338,22 +350,23 @@ like($out, qr/\Ahash,id,subject,scopes,plan,expires,not_before,disabled,
 $out = $t->ctl_ok('export', '--format', 'jsonl');
 unlike($out, qr/replace/, 'export jsonl has no links');
 
-# revoke: the other key's link stays, as history
+# revoke: the links to the key revoked go with it, in the same
+# transaction; the other links stay
 
 $t->ctl_ok('revoke', 'c');
 
 $s = show($b_id);
-is($s->{replaced_by}, 'c', 'revoked: link kept');
-ok(!$s->{replaced_by_exists}, 'revoked: json says the key is gone');
-like($t->ctl_ok('show', $b_id),
-     qr/^replaced_by: c \(no longer in the database\)$/m,
-     'revoked: text says the key is gone');
+is($s->{replaced_by}, undef, 'revoked: the link to it is gone');
+is($s->{replaces}, 'a', 'revoked: the other link stays');
+ok($s->{replaces_exists}, 'revoked: the other key is there');
+like($t->ctl_ok('show', $b_id), qr/^replaced_by: -$/m,
+     'revoked: text shows no link');
+check_ok('revoke of the new key');
 
 $t->ctl_ok('revoke', 'a');
-ok(!show($b_id)->{replaces_exists}, 'revoked old: json says gone');
-like($t->ctl_ok('show', $b_id),
-     qr/^replaces: a \(no longer in the database\)$/m,
-     'revoked old: text says gone');
+is(show($b_id)->{replaces}, undef, 'revoked old: the link to it is gone');
+like($t->ctl_ok('show', $b_id), qr/^replaces: -$/m,
+     'revoked old: text shows no link');
 check_ok('revoke');
 
 # a key whose replacement was revoked may be rotated again

@@ -4,7 +4,8 @@
  *
  * apikeyctl check: the files against the meta page, the meta entries,
  * every record, the ids that lead to them and the rotation links
- * between them, all in one read transaction.  Each problem is a line
+ * between them and the times of every record, all in one read
+ * transaction.  Each problem is a line
  * on standard output; a key is named by its id, or by the first bytes
  * of its hash, never by the whole hash.
  */
@@ -15,6 +16,12 @@
 
 #define ACTL_CHECK_HEX          4       /* bytes of a hash shown */
 #define ACTL_CHECK_HEX_LEN      (2 * ACTL_CHECK_HEX + sizeof("..."))
+
+/* 9999-12-31T23:59:59Z: the last time RFC 3339, and so apikeyctl, shows */
+#define ACTL_CHECK_TIME_MAX     253402300799LL
+
+/* actl_check_find(): no such id */
+#define ACTL_CHECK_NO_ID        -2
 
 
 typedef struct {
@@ -34,6 +41,9 @@ static int actl_check_u64(actl_check_t *chk, const char *name,
     uint64_t *value);
 static int actl_check_keys(actl_check_t *chk);
 static int actl_check_record(actl_check_t *chk, MDB_val *k, MDB_val *v);
+static void actl_check_lifetime(actl_check_t *chk, const akc_record_t *rec);
+static int actl_check_instant(actl_check_t *chk, const akc_record_t *rec,
+    const char *name, int64_t t);
 static int actl_check_links(actl_check_t *chk, const akc_record_t *rec);
 static int actl_check_link(actl_check_t *chk, const akc_record_t *rec,
     const akc_str_t *link, int forward);
@@ -448,14 +458,70 @@ actl_check_record(actl_check_t *chk, MDB_val *k, MDB_val *v)
                      actl_check_hex(hash.mv_data, hash.mv_size, hex2));
     }
 
+    actl_check_lifetime(chk, &rec);
+
     return actl_check_links(chk, &rec);
 }
 
 
 /*
+ * The times a record may carry: 0 is none, a time is between the epoch
+ * and 9999-12-31T23:59:59Z, and a key that is valid from one time and
+ * expires at another expires after it starts; when it was created is
+ * not checked.
+ */
+
+static void
+actl_check_lifetime(actl_check_t *chk, const akc_record_t *rec)
+{
+    int   ok;
+    char  q[ACTL_QUOTE_LEN], t[AKC_TIME_LEN + 1], t2[AKC_TIME_LEN + 1];
+
+    ok = actl_check_instant(chk, rec, "not_before", rec->not_before);
+    ok &= actl_check_instant(chk, rec, "expires", rec->expires);
+
+    if (ok && rec->not_before != 0 && rec->expires != 0
+        && rec->expires <= rec->not_before)
+    {
+        actl_problem(chk, "key %s: expires %s is not after not_before %s",
+                     actl_quote(rec->id.data, rec->id.len, q),
+                     actl_time(rec->expires, t),
+                     actl_time(rec->not_before, t2));
+    }
+}
+
+
+/* 1: none, or a time apikeyctl can show; 0: a problem, reported */
+
+static int
+actl_check_instant(actl_check_t *chk, const akc_record_t *rec,
+    const char *name, int64_t t)
+{
+    char  q[ACTL_QUOTE_LEN];
+
+    if (t < 0) {
+        actl_problem(chk, "key %s: %s is negative (%lld)",
+                     actl_quote(rec->id.data, rec->id.len, q), name,
+                     (long long) t);
+        return 0;
+    }
+
+    if (t > ACTL_CHECK_TIME_MAX) {
+        actl_problem(chk, "key %s: %s is after 9999-12-31T23:59:59Z (%lld)",
+                     actl_quote(rec->id.data, rec->id.len, q), name,
+                     (long long) t);
+        return 0;
+    }
+
+    return 1;
+}
+
+
+/*
  * Rotation links come in pairs: the old key is replaced by the new one,
- * which replaces the old one.  A link to an id that no longer exists is
- * a key revoked since, and is fine.
+ * which replaces the old one.  A link names a key in the database:
+ * revoke removes the links to the key it revokes, so that an id given
+ * again is never taken for the key that had it.
  */
 
 static int
@@ -501,8 +567,15 @@ actl_check_link(actl_check_t *chk, const akc_record_t *rec,
 
     rc = actl_check_find(chk, link, &other);
 
+    if (rc == ACTL_CHECK_NO_ID) {
+        actl_problem(chk, "key %s %s %s, which is not in the database",
+                     actl_quote(rec->id.data, rec->id.len, q), what,
+                     actl_quote(link->data, link->len, q2));
+        return ACTL_OK;
+    }
+
     if (rc != ACTL_OK) {
-        /* revoked since (ACTL_INVALID), or broken and reported elsewhere */
+        /* ACTL_INVALID: the ids entry or the record is reported elsewhere */
         return (rc == ACTL_FAIL) ? ACTL_FAIL : ACTL_OK;
     }
 
@@ -617,9 +690,9 @@ actl_check_id(actl_check_t *chk, MDB_val *k, MDB_val *v)
 
 
 /*
- * The record of an id, when ids and keys agree on it: ACTL_INVALID when
- * they do not, or there is no such id; what is wrong with them is
- * reported by the walks over keys and ids.
+ * The record of an id, when ids and keys agree on it: ACTL_CHECK_NO_ID
+ * when there is no such id, ACTL_INVALID when they do not agree; what is
+ * wrong with them is reported by the walks over keys and ids.
  */
 
 static int
@@ -632,6 +705,10 @@ actl_check_find(actl_check_t *chk, const akc_str_t *id, akc_record_t *rec)
     k.mv_data = (void *) id->data;
 
     rc = mdb_get(chk->txn, chk->ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return ACTL_CHECK_NO_ID;
+    }
 
     if (rc == MDB_SUCCESS) {
         if (v.mv_size != AKC_HASH_LEN) {

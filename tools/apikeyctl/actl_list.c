@@ -26,7 +26,7 @@ static int actl_parse_duration(actl_ctx_t *ctx, const char *s,
 static int actl_filter_row(actl_ctx_t *ctx, const akc_record_t *rec,
     const unsigned char *hash, void *data);
 static int actl_show_link(actl_ctx_t *ctx, MDB_txn *txn,
-    const akc_str_t *id);
+    const akc_record_t *rec, int forward);
 
 
 static const char  *actl_table_header[] = {
@@ -297,8 +297,8 @@ actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
         goto abort;
     }
 
-    replaces = actl_show_link(ctx, txn, &rec.replaces);
-    replaced_by = actl_show_link(ctx, txn, &rec.replaced_by);
+    replaces = actl_show_link(ctx, txn, &rec, 0);
+    replaced_by = actl_show_link(ctx, txn, &rec, 1);
 
     if (replaces == -1 || replaced_by == -1) {
         rc = ACTL_FAIL;
@@ -349,22 +349,41 @@ abort:
 }
 
 
-/* 1: the key a link names is there, 0: it is not, or no link; -1: error */
+/*
+ * 1: the key a link names (replaced_by when forward, or replaces) is
+ * there and links back, 0: it is not, or no link; -1: an error.  revoke
+ * removes the links to the key it revokes, so a link to a key that is
+ * not there is left only by an older apikeyctl, or by damage: an id given
+ * again to another key is not taken for the key that had it.
+ */
 
 static int
-actl_show_link(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *id)
+actl_show_link(actl_ctx_t *ctx, MDB_txn *txn, const akc_record_t *rec,
+    int forward)
 {
-    int      rc;
-    MDB_val  k, v;
+    int                rc;
+    MDB_val            k, v;
+    akc_record_t       other;
+    const akc_str_t   *link, *back;
 
-    if (id->len == 0) {
+    link = forward ? &rec->replaced_by : &rec->replaces;
+
+    if (link->len == 0) {
         return 0;
     }
 
-    k.mv_size = id->len;
-    k.mv_data = (void *) id->data;
+    k.mv_size = link->len;
+    k.mv_data = (void *) link->data;
 
     rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_SUCCESS) {
+        if (v.mv_size != AKC_HASH_LEN) {
+            return 0;
+        }
+
+        rc = mdb_get(txn, ctx->dbs.keys, &v, &v);
+    }
 
     if (rc == MDB_NOTFOUND) {
         return 0;
@@ -375,7 +394,14 @@ actl_show_link(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *id)
         return -1;
     }
 
-    return 1;
+    if (akc_record_decode(&other, v.mv_data, v.mv_size) != AKC_OK) {
+        return 0;
+    }
+
+    back = forward ? &other.replaces : &other.replaced_by;
+
+    return back->len == rec->id.len
+           && memcmp(back->data, rec->id.data, rec->id.len) == 0;
 }
 
 

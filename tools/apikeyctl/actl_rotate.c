@@ -23,7 +23,6 @@ typedef struct {
     actl_genkey_t          *key;        /* in secure memory */
     akc_record_t            rec;        /* the new key's */
     int64_t                 old_expires;    /* the old key's, now */
-    int64_t                 expired;    /* when the old key had expired */
     size_t                  len;
     unsigned char           old[AKC_RECORD_MAX_LEN];
     char                    old_prefix[AKC_PREFIX_MAX_LEN + 1];
@@ -32,6 +31,10 @@ typedef struct {
 
 static int actl_rotate_grace(actl_ctx_t *ctx, const char *s, int64_t *end);
 static int actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static int actl_rotate_check(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
+    const akc_record_t *old);
+static int actl_rotate_linked(actl_ctx_t *ctx, MDB_txn *txn,
+    const akc_record_t *old);
 static const char *actl_rotate_prefix(const akc_record_t *rec,
     char buf[AKC_PREFIX_MAX_LEN + 1]);
 
@@ -159,14 +162,6 @@ actl_cmd_rotate(actl_ctx_t *ctx, int argc, char **argv)
                    r->old_expires > ctx->now ? "expires" : "expired",
                    actl_time(r->old_expires, t));
         rc = ACTL_FAIL;
-        goto free;
-    }
-
-    if (r->expired) {
-        actl_error(ctx, "note: \"%s\" had expired at %s; the new key \"%s\" "
-                   "has no expiry (\"apikeyctl expire %s --at WHEN\" sets "
-                   "one)", r->id, actl_time(r->expired, t), r->rec.id.data,
-                   r->rec.id.data);
     }
 
 free:
@@ -222,7 +217,6 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     actl_rotate_t  *r = data;
 
     int             rc;
-    char            t[AKC_TIME_LEN + 1];
     size_t          len;
     MDB_val         k, v;
     const char     *prefix;
@@ -268,41 +262,9 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
         return ACTL_FAIL;
     }
 
-    if (old.flags & AKC_FLAG_DISABLED) {
-        actl_error(ctx, "key \"%s\" is disabled: enable it first "
-                   "(\"apikeyctl enable %s\") to hand its holder over to a "
-                   "new key, or gen a new key", r->id, r->id);
-        return ACTL_INVALID;
-    }
-
-    if (old.not_before != 0 && ctx->now < old.not_before) {
-        actl_error(ctx, "key \"%s\" is not valid before %s: nobody can be "
-                   "using it yet, so there is nothing to hand over; revoke "
-                   "it and gen a new key", r->id,
-                   actl_time(old.not_before, t));
-        return ACTL_INVALID;
-    }
-
-    /* a link to a key that is gone (revoked) is history, not a rotation */
-
-    if (old.replaced_by.len) {
-        k.mv_size = old.replaced_by.len;
-        k.mv_data = (void *) old.replaced_by.data;
-
-        rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
-
-        if (rc == MDB_SUCCESS) {
-            actl_error(ctx, "key \"%s\" was already rotated to \"%.*s\"; "
-                       "rotate \"%.*s\"", r->id, (int) old.replaced_by.len,
-                       old.replaced_by.data, (int) old.replaced_by.len,
-                       old.replaced_by.data);
-            return ACTL_INVALID;
-        }
-
-        if (rc != MDB_NOTFOUND) {
-            actl_mdb_error(ctx, "mdb_get", rc);
-            return ACTL_FAIL;
-        }
+    rc = actl_rotate_check(ctx, txn, r->id, &old);
+    if (rc != ACTL_OK) {
+        return rc;
     }
 
     /*
@@ -322,14 +284,7 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     rec->hint.data = "";
     rec->replaced_by.data = "";
 
-    r->expired = 0;
-
-    if (old.expires == 0 || old.expires > ctx->now) {
-        rec->expires = old.expires;
-
-    } else {
-        r->expired = old.expires;
-    }
+    rec->expires = old.expires;
 
     prefix = r->prefix;
 
@@ -348,6 +303,12 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 
     if (old.expires == 0 || old.expires > r->grace_end) {
         old.expires = r->grace_end;
+    }
+
+    /* "--grace 0" in the very second the key became valid */
+
+    if (old.not_before != 0 && old.expires <= old.not_before) {
+        old.expires = old.not_before + 1;
     }
 
     r->old_expires = old.expires;
@@ -369,6 +330,111 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     }
 
     return ACTL_OK;
+}
+
+
+/*
+ * What refuses a rotation: a disabled key, a key not valid yet or
+ * expired, whose holder has nothing to hand over or would get a longer
+ * lifetime, and a key already rotated to a key that links back to it.
+ */
+
+static int
+actl_rotate_check(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
+    const akc_record_t *old)
+{
+    int   rc;
+    char  t[AKC_TIME_LEN + 1];
+
+    if (old->flags & AKC_FLAG_DISABLED) {
+        actl_error(ctx, "key \"%s\" is disabled: enable it first "
+                   "(\"apikeyctl enable %s\") to hand its holder over to a "
+                   "new key, or gen a new key", id, id);
+        return ACTL_INVALID;
+    }
+
+    if (old->not_before != 0 && ctx->now < old->not_before) {
+        actl_error(ctx, "key \"%s\" is not valid before %s: nobody can be "
+                   "using it yet, so there is nothing to hand over; revoke "
+                   "it and gen a new key", id,
+                   actl_time(old->not_before, t));
+        return ACTL_INVALID;
+    }
+
+    rc = actl_rotate_linked(ctx, txn, old);
+
+    if (rc == 1) {
+        actl_error(ctx, "key \"%s\" was already rotated to \"%.*s\"; "
+                   "rotate \"%.*s\"", id, (int) old->replaced_by.len,
+                   old->replaced_by.data, (int) old->replaced_by.len,
+                   old->replaced_by.data);
+        return ACTL_INVALID;
+    }
+
+    if (rc == -1) {
+        return ACTL_FAIL;
+    }
+
+    if (old->expires != 0 && old->expires <= ctx->now) {
+        actl_error(ctx, "key \"%s\" expired at %s: rotation never extends "
+                   "a lifetime; \"apikeyctl expire %s --at WHEN\" gives it "
+                   "a new expiry first, or gen a new key", id,
+                   actl_time(old->expires, t), id);
+        return ACTL_INVALID;
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
+ * 1: the key the old one is replaced by is there and replaces it, 0: no
+ * such link, -1: an error, reported.  revoke removes the links to the key
+ * it revokes: a link that does not pair (in a database written before
+ * that, or damaged) is no rotation, and the new link takes its place.
+ */
+
+static int
+actl_rotate_linked(actl_ctx_t *ctx, MDB_txn *txn, const akc_record_t *old)
+{
+    int            rc;
+    MDB_val        k, v;
+    akc_record_t   next;
+
+    if (old->replaced_by.len == 0) {
+        return 0;
+    }
+
+    k.mv_size = old->replaced_by.len;
+    k.mv_data = (void *) old->replaced_by.data;
+
+    rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_SUCCESS) {
+        if (v.mv_size != AKC_HASH_LEN) {
+            return 0;
+        }
+
+        rc = mdb_get(txn, ctx->dbs.keys, &v, &v);
+    }
+
+    if (rc == MDB_NOTFOUND) {
+        return 0;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(ctx, "mdb_get", rc);
+        return -1;
+    }
+
+    if (akc_record_decode(&next, v.mv_data, v.mv_size) != AKC_OK
+        || next.replaces.len != old->id.len
+        || memcmp(next.replaces.data, old->id.data, old->id.len) != 0)
+    {
+        return 0;
+    }
+
+    return 1;
 }
 
 

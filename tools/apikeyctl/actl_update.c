@@ -29,6 +29,10 @@ static int actl_update_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
 static int actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id);
 static int actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     actl_op_e op, int64_t at);
+static int actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
+    const akc_record_t *rec, unsigned char *hash);
+static int actl_unlink(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *link,
+    MDB_val *id, int forward);
 
 
 int
@@ -451,6 +455,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
     int            rc;
     MDB_val        k, v;
     akc_record_t   rec;
+    char           t[AKC_TIME_LEN + 1];
     unsigned char  hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
 
     rc = actl_lookup(ctx, txn, id, &rec);
@@ -470,20 +475,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
     memcpy(hash, v.mv_data, AKC_HASH_LEN);
 
     if (op == ACTL_OP_REVOKE) {
-        rc = mdb_del(txn, ctx->dbs.ids, &k, NULL);
-
-        if (rc == MDB_SUCCESS) {
-            k.mv_size = AKC_HASH_LEN;
-            k.mv_data = hash;
-
-            rc = mdb_del(txn, ctx->dbs.keys, &k, NULL);
-        }
-
-        if (rc != MDB_SUCCESS) {
-            return actl_mdb_write_error(ctx, "mdb_del", rc);
-        }
-
-        return ACTL_OK;
+        return actl_revoke_one(ctx, txn, &k, &rec, hash);
     }
 
     switch (op) {
@@ -497,9 +489,163 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
         break;
 
     default: /* ACTL_OP_EXPIRE */
+
+        /* as for gen and import: a key expires after it becomes valid */
+
+        if (rec.not_before != 0 && at <= rec.not_before) {
+            actl_error(ctx, "key \"%s\" is not valid before %s: it cannot "
+                       "expire at or before that; \"apikeyctl revoke %s\" "
+                       "ends it now", id, actl_time(rec.not_before, t), id);
+            return ACTL_INVALID;
+        }
+
         rec.expires = at;
         break;
     }
+
+    /* rec points into the map: encode it before anything is written */
+
+    rc = akc_record_encode(&rec, buf, sizeof(buf));
+    if (rc < 0) {
+        actl_error(ctx, "akc_record_encode() failed");
+        return ACTL_FAIL;
+    }
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = hash;
+    v.mv_size = rc;
+    v.mv_data = buf;
+
+    rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_put", rc);
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
+ * A revoked key takes its rotation links with it: the key it replaces is
+ * no longer replaced by it, and the key that replaced it no longer
+ * replaces it.  A link then always names a key in the database, and an
+ * id given again to another key is never taken for the one revoked.
+ */
+
+static int
+actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
+    const akc_record_t *rec, unsigned char *hash)
+{
+    int        rc;
+    MDB_val    k;
+    akc_str_t  replaces, replaced_by;
+    char       buf[2 * AKC_ID_MAX_LEN];
+
+    /* rec points into the map: its links are copied before the deletes */
+
+    if (rec->replaces.len > AKC_ID_MAX_LEN
+        || rec->replaced_by.len > AKC_ID_MAX_LEN)
+    {
+        actl_mdb_error(ctx, "mdb_get", MDB_CORRUPTED);
+        return ACTL_FAIL;
+    }
+
+    replaces.len = rec->replaces.len;
+    replaces.data = buf;
+    memcpy(buf, rec->replaces.data, replaces.len);
+
+    replaced_by.len = rec->replaced_by.len;
+    replaced_by.data = buf + AKC_ID_MAX_LEN;
+    memcpy(buf + AKC_ID_MAX_LEN, rec->replaced_by.data, replaced_by.len);
+
+    rc = mdb_del(txn, ctx->dbs.ids, id, NULL);
+
+    if (rc == MDB_SUCCESS) {
+        k.mv_size = AKC_HASH_LEN;
+        k.mv_data = hash;
+
+        rc = mdb_del(txn, ctx->dbs.keys, &k, NULL);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_del", rc);
+    }
+
+    rc = actl_unlink(ctx, txn, &replaces, id, 1);
+
+    if (rc == ACTL_OK) {
+        rc = actl_unlink(ctx, txn, &replaced_by, id, 0);
+    }
+
+    return rc;
+}
+
+
+/*
+ * The link back to the revoked id in the record of the key a link of it
+ * names: replaced_by (forward) or replaces.  A key that is not there, or
+ * does not link back, is left as it is: "apikeyctl check" reports it.
+ */
+
+static int
+actl_unlink(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *link,
+    MDB_val *id, int forward)
+{
+    int            rc;
+    MDB_val        k, v;
+    akc_str_t     *back;
+    akc_record_t   rec;
+    unsigned char  hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
+
+    if (link->len == 0) {
+        return ACTL_OK;
+    }
+
+    k.mv_size = link->len;
+    k.mv_data = (void *) link->data;
+
+    rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return ACTL_OK;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(ctx, "mdb_get", rc);
+        return ACTL_FAIL;
+    }
+
+    if (v.mv_size != AKC_HASH_LEN) {
+        return ACTL_OK;
+    }
+
+    memcpy(hash, v.mv_data, AKC_HASH_LEN);
+
+    rc = mdb_get(txn, ctx->dbs.keys, &v, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return ACTL_OK;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(ctx, "mdb_get", rc);
+        return ACTL_FAIL;
+    }
+
+    if (akc_record_decode(&rec, v.mv_data, v.mv_size) != AKC_OK) {
+        return ACTL_OK;
+    }
+
+    back = forward ? &rec.replaced_by : &rec.replaces;
+
+    if (back->len != id->mv_size
+        || memcmp(back->data, id->mv_data, id->mv_size) != 0)
+    {
+        return ACTL_OK;
+    }
+
+    back->len = 0;
+    back->data = "";
 
     /* rec points into the map: encode it before anything is written */
 
