@@ -25,7 +25,7 @@ static int actl_import_merge(actl_import_t *imp, MDB_txn *txn,
     size_t entries);
 static int actl_import_stays(actl_import_t *imp, actl_row_t *row,
     MDB_val *v);
-static void actl_import_retired(akc_record_t *rec, const akc_record_t *old);
+static int64_t actl_import_end(const akc_record_t *old, int64_t expires);
 static int actl_import_has_id(actl_import_t *imp, const akc_str_t *id);
 static int actl_import_append(actl_import_t *imp, MDB_txn *txn, int append);
 static int actl_row_line_cmp(const void *a, const void *b);
@@ -258,8 +258,7 @@ actl_import_lookup(actl_import_t *imp, MDB_txn *txn)
         rec.created = old.created;
         rec.replaces = old.replaces;
         rec.replaced_by = old.replaced_by;
-
-        actl_import_retired(&rec, &old);
+        rec.expires = actl_import_end(&old, rec.expires);
 
         n = akc_record_encode(&rec, imp->arena + imp->arena_len,
                               AKC_RECORD_MAX_LEN);
@@ -612,7 +611,7 @@ actl_import_merge(actl_import_t *imp, MDB_txn *txn, size_t entries)
 /*
  * --replace: a stored key that stays keeps its creation time (but for a
  * row with a "created" column), the end of its life if it was retired
- * (actl_import_retired()), and its rotation links to the ids that stay
+ * (actl_import_end()), and its rotation links to the ids that stay
  * too; a link to an id that goes is dropped with it.  The row's record
  * is made again in the arena only when one of them changes it.
  */
@@ -621,6 +620,7 @@ static int
 actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 {
     int            n;
+    int64_t        created, expires;
     akc_str_t      replaces, replaced_by;
     akc_record_t   rec, old;
 
@@ -645,11 +645,13 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
         replaced_by = old.replaced_by;
     }
 
-    if ((row->has_created || rec.created == old.created)
-        && replaces.len == 0 && replaced_by.len == 0
-        && (old.replaced_by.len == 0 || old.expires == 0
-            || (rec.expires != 0 && rec.expires <= old.expires)))
+    created = row->has_created ? rec.created : old.created;
+    expires = actl_import_end(&old, rec.expires);
+
+    if (created == rec.created && expires == rec.expires
+        && replaces.len == 0 && replaced_by.len == 0)
     {
+        /* the row's record as it is */
         return ACTL_OK;
     }
 
@@ -665,12 +667,8 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
         return ACTL_FAIL;
     }
 
-    if (!row->has_created) {
-        rec.created = old.created;
-    }
-
-    actl_import_retired(&rec, &old);
-
+    rec.created = created;
+    rec.expires = expires;
     rec.replaces = replaces;
     rec.replaced_by = replaced_by;
 
@@ -692,21 +690,24 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 
 
 /*
- * A key that has been replaced (rotate) is retired: it keeps the earlier
- * of its stored end and the row's, so that an import may shorten its
- * grace but never lift its end.
+ * The end of a stored key's life after an import of a row that ends it
+ * at expires (0: never).  A key that has been replaced (rotate) is
+ * retired: it keeps the earlier of its stored end and the row's, so that
+ * an import may shorten its grace but never lift its end.
  */
 
-static void
-actl_import_retired(akc_record_t *rec, const akc_record_t *old)
+static int64_t
+actl_import_end(const akc_record_t *old, int64_t expires)
 {
     if (old->replaced_by.len == 0 || old->expires == 0) {
-        return;
+        return expires;
     }
 
-    if (rec->expires == 0 || rec->expires > old->expires) {
-        rec->expires = old->expires;
+    if (expires == 0 || expires > old->expires) {
+        return old->expires;
     }
+
+    return expires;
 }
 
 
