@@ -34,6 +34,10 @@
 
 #define NGX_HTTP_APIKEY_ERRLEN          1024
 
+/* where a read of a damaged data file faulted */
+#define NGX_HTTP_APIKEY_DAMAGED_READ    1
+#define NGX_HTTP_APIKEY_DAMAGED_OPEN    2
+
 /* how long a reader may stay one commit behind: a commit in flight */
 #define NGX_HTTP_APIKEY_LAG_MAX         200
 
@@ -105,6 +109,8 @@ struct ngx_http_apikey_env_s {
     ngx_http_apikey_handle_t   *handle;
     time_t                      next_open;
     time_t                      next_check;
+    ngx_uint_t                  damaged;    /* NGX_HTTP_APIKEY_DAMAGED_* */
+    ngx_file_info_t             damage;     /* the data file that faulted */
     u_char                      error[NGX_HTTP_APIKEY_ERRLEN];
 };
 
@@ -254,7 +260,12 @@ static void ngx_http_apikey_env_error(ngx_log_t *log,
 static ngx_int_t ngx_http_apikey_env_renew(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h);
 static ngx_http_apikey_env_t *ngx_http_apikey_env_get(ngx_str_t *path);
-static void ngx_http_apikey_sigbus(int signo);
+static void ngx_http_apikey_fault_error(ngx_log_t *log,
+    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h, int signo,
+    ngx_uint_t where);
+static ngx_uint_t ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
+    ngx_file_info_t *data);
+static void ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc);
 
 static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -426,10 +437,18 @@ static ngx_http_apikey_env_t     *ngx_http_apikey_envs;
 static ngx_http_apikey_handle_t  *ngx_http_apikey_handles;
 
 /*
- * Where a SIGBUS inside LMDB jumps to: a data file or lock file truncated
- * under the map is read past its end.  Set only around LMDB calls.
+ * Where a fault inside LMDB jumps to, with the signal: SIGBUS when a data
+ * file or lock file truncated under the map is read past its end, SIGSEGV
+ * when damaged bytes in a page send LMDB's reads astray.  Set only around
+ * LMDB calls, and only by this thread; any other fault is left to the
+ * actions these were before.
  */
-static sigjmp_buf *volatile       ngx_http_apikey_sigbus_jmp;
+static sigjmp_buf *volatile       ngx_http_apikey_fault_jmp;
+static struct sigaction           ngx_http_apikey_old_sigbus;
+static struct sigaction           ngx_http_apikey_old_sigsegv;
+#if (NGX_LINUX)
+static pid_t                      ngx_http_apikey_fault_tid;
+#endif
 
 /* checks the files of open environments once a second */
 static ngx_event_t                ngx_http_apikey_watch_event;
@@ -1461,6 +1480,7 @@ static void
 ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
 {
+    int                        signo;
     sigjmp_buf                 jb;
     akc_key_kind_e             kind;
     ngx_http_apikey_handle_t  *h;
@@ -1480,16 +1500,19 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         return;
     }
 
-    if (sigsetjmp(jb, 0) != 0) {
+    signo = sigsetjmp(jb, 0);
 
-        /* a file was truncated under the map: fail closed, never crash */
+    if (signo != 0) {
 
-        ngx_http_apikey_sigbus_jmp = NULL;
+        /*
+         * a file truncated under the map, or damaged bytes in a page:
+         * fail closed, never crash
+         */
 
-        ngx_http_apikey_env_error(r->connection->log, db->env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  "SIGBUS while reading it (data.mdb or "
-                                  "lock.mdb truncated?)", db->env->path);
+        ngx_http_apikey_fault_jmp = NULL;
+
+        ngx_http_apikey_fault_error(r->connection->log, db->env, h, signo,
+                                    NGX_HTTP_APIKEY_DAMAGED_READ);
 
         if (db->env->handle == h) {
             h->broken = 1;
@@ -1501,11 +1524,11 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         return;
     }
 
-    ngx_http_apikey_sigbus_jmp = &jb;
+    ngx_http_apikey_fault_jmp = &jb;
 
     ctx->status = ngx_http_apikey_read(r, db, h, ctx, key);
 
-    ngx_http_apikey_sigbus_jmp = NULL;
+    ngx_http_apikey_fault_jmp = NULL;
 }
 
 
@@ -1518,7 +1541,7 @@ ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     akc_record_t   rec;
     akc_status_e   status;
 
-    /* inside the SIGBUS guard of ngx_http_apikey_check() */
+    /* inside the fault guard of ngx_http_apikey_check() */
 
     log = r->connection->log;
 
@@ -1973,7 +1996,7 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
      */
 
     if (sigsetjmp(jb, 0) == 0) {
-        ngx_http_apikey_sigbus_jmp = &jb;
+        ngx_http_apikey_fault_jmp = &jb;
 
         for (h = ngx_http_apikey_handles; h; h = h->next) {
             if (!h->used) {
@@ -1984,7 +2007,7 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
         }
     }
 
-    ngx_http_apikey_sigbus_jmp = NULL;
+    ngx_http_apikey_fault_jmp = NULL;
 
     if (!ngx_exiting) {
         ngx_add_timer(ev, 1000);
@@ -2057,24 +2080,24 @@ static ngx_int_t
 ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h)
 {
-    int                   rc;
+    int                   rc, signo;
     ngx_int_t             ok;
     sigjmp_buf            jb;
     sigjmp_buf *volatile  saved;
 
-    saved = ngx_http_apikey_sigbus_jmp;
+    saved = ngx_http_apikey_fault_jmp;
 
-    if (sigsetjmp(jb, 0) != 0) {
-        ngx_http_apikey_sigbus_jmp = saved;
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  "SIGBUS while reading it (data.mdb or "
-                                  "lock.mdb truncated?)", env->path);
+    signo = sigsetjmp(jb, 0);
+
+    if (signo != 0) {
+        ngx_http_apikey_fault_jmp = saved;
+        ngx_http_apikey_fault_error(log, env, h, signo,
+                                    NGX_HTTP_APIKEY_DAMAGED_READ);
         h->broken = 1;
         return NGX_ERROR;
     }
 
-    ngx_http_apikey_sigbus_jmp = &jb;
+    ngx_http_apikey_fault_jmp = &jb;
 
     ngx_http_apikey_txn_end(h);
 
@@ -2098,7 +2121,7 @@ ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
         ok = NGX_ERROR;
     }
 
-    ngx_http_apikey_sigbus_jmp = saved;
+    ngx_http_apikey_fault_jmp = saved;
 
     return ok;
 }
@@ -2205,6 +2228,18 @@ ngx_http_apikey_env_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     }
 
     /*
+     * a data file whose pages faulted while it was opened would fault
+     * again, and what LMDB held then is left open: wait for another
+     * file, or for a write to this one
+     */
+
+    if (env->damaged == NGX_HTTP_APIKEY_DAMAGED_OPEN
+        && ngx_http_apikey_env_damaged(env, &data))
+    {
+        return NGX_ERROR;
+    }
+
+    /*
      * another path to an environment open in this process (a symlink, a
      * doubled slash): share it, LMDB must not open it twice; one opened
      * with another lock file is no longer right for any path
@@ -2245,6 +2280,17 @@ opened:
     env->handle = h;
     env->next_check = ngx_time() + 1;
 
+    /*
+     * the same damaged data file, opened again for the keys it still
+     * reads: its fault stays logged once, not once per reopening
+     */
+
+    if (env->damaged && ngx_http_apikey_env_damaged(env, &data)) {
+        return NGX_OK;
+    }
+
+    env->damaged = 0;
+
     if (env->error[0] != '\0') {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "apikey database \"%s\" is usable again", env->path);
@@ -2280,6 +2326,21 @@ failed:
 
     err = ngx_errno;
 
+    /*
+     * a data file alone: a backup put in place, whose lock file only
+     * apikeyctl makes (a worker must not, see ngx_http_apikey_env_open())
+     */
+
+    if (name == env->lock_path && err == NGX_ENOENT) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "\"%s\" is missing; run any apikeyctl "
+                                  "command on the directory as its owner, "
+                                  "e.g. \"apikeyctl -d %s check\", to make "
+                                  "it", env->path, name, env->path);
+        return NGX_ERROR;
+    }
+
     ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                               "apikey database \"%s\" is not usable: "
                               ngx_file_info_n " \"%s\" failed (%d: %s)",
@@ -2294,7 +2355,7 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h, ngx_http_apikey_secret_t *secret,
     ngx_file_info_t *lock)
 {
-    int                   rc;
+    int                   rc, signo;
     MDB_txn              *txn;
     sigjmp_buf            jb;
     const char           *what;
@@ -2303,12 +2364,12 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     txn = NULL;
 
-    if (sigsetjmp(jb, 0) != 0) {
-        ngx_http_apikey_sigbus_jmp = NULL;
-        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
-                                  "apikey database \"%s\" is not usable: "
-                                  "SIGBUS while opening it (data.mdb or "
-                                  "lock.mdb truncated?)", env->path);
+    signo = sigsetjmp(jb, 0);
+
+    if (signo != 0) {
+        ngx_http_apikey_fault_jmp = NULL;
+        ngx_http_apikey_fault_error(log, env, h, signo,
+                                    NGX_HTTP_APIKEY_DAMAGED_OPEN);
 
         /* what LMDB was doing is unknown: leave it, closing may fault */
 
@@ -2318,7 +2379,7 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
         return NGX_ERROR;
     }
 
-    ngx_http_apikey_sigbus_jmp = &jb;
+    ngx_http_apikey_fault_jmp = &jb;
 
     rc = mdb_env_create(&h->env);
     if (rc != MDB_SUCCESS) {
@@ -2440,7 +2501,7 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     ngx_memcpy(h->checked, secret->fingerprint, AKC_FINGERPRINT_LEN);
 
-    ngx_http_apikey_sigbus_jmp = NULL;
+    ngx_http_apikey_fault_jmp = NULL;
 
     return NGX_OK;
 
@@ -2457,7 +2518,7 @@ failed_logged:
         mdb_txn_abort(txn);
     }
 
-    ngx_http_apikey_sigbus_jmp = NULL;
+    ngx_http_apikey_fault_jmp = NULL;
 
     return NGX_ERROR;
 }
@@ -2503,19 +2564,19 @@ ngx_http_apikey_handle_close(ngx_http_apikey_handle_t *h)
     sigjmp_buf            jb;
     sigjmp_buf *volatile  saved;
 
-    saved = ngx_http_apikey_sigbus_jmp;
+    saved = ngx_http_apikey_fault_jmp;
 
     if (sigsetjmp(jb, 0) != 0) {
 
         /* a truncated lock file faults here too: leave the environment */
 
-        ngx_http_apikey_sigbus_jmp = saved;
+        ngx_http_apikey_fault_jmp = saved;
         h->txn = NULL;
         h->env = NULL;
         return;
     }
 
-    ngx_http_apikey_sigbus_jmp = &jb;
+    ngx_http_apikey_fault_jmp = &jb;
 
     if (h->txn != NULL) {
         mdb_txn_abort(h->txn);
@@ -2527,7 +2588,64 @@ ngx_http_apikey_handle_close(ngx_http_apikey_handle_t *h)
         h->env = NULL;
     }
 
-    ngx_http_apikey_sigbus_jmp = saved;
+    ngx_http_apikey_fault_jmp = saved;
+}
+
+
+static void
+ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
+    ngx_http_apikey_handle_t *h, int signo, ngx_uint_t where)
+{
+    const char        *doing;
+    mdb_filehandle_t   fd;
+
+    doing = (where == NGX_HTTP_APIKEY_DAMAGED_OPEN) ? "opening" : "reading";
+
+    if (signo == SIGBUS) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "SIGBUS while %s it (data.mdb or "
+                                  "lock.mdb truncated?)", env->path, doing);
+        return;
+    }
+
+    /*
+     * damaged bytes in a page, which "apikeyctl check" finds too: the
+     * file that faulted is the one LMDB has open, whatever the path
+     * names now
+     */
+
+    if (h->env != NULL
+        && mdb_env_get_fd(h->env, &fd) == MDB_SUCCESS
+        && ngx_fd_info(fd, &env->damage) != NGX_FILE_ERROR)
+    {
+        env->damaged = where;
+    }
+
+    ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                              "apikey database \"%s\" is not usable: "
+                              "\"%s\" is damaged: a read inside it faulted "
+                              "(SIGSEGV while %s it); run \"apikeyctl -d %s "
+                              "check\", restore it from a backup",
+                              env->path, env->data_path, doing, env->path);
+}
+
+
+static ngx_uint_t
+ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
+    ngx_file_info_t *data)
+{
+    ngx_file_info_t  *fi;
+
+    /* the data file that faulted, not written to since */
+
+    fi = &env->damage;
+
+    return data->st_dev == fi->st_dev
+           && data->st_ino == fi->st_ino
+           && data->st_size == fi->st_size
+           && data->st_mtim.tv_sec == fi->st_mtim.tv_sec
+           && data->st_mtim.tv_nsec == fi->st_mtim.tv_nsec;
 }
 
 
@@ -2689,20 +2807,39 @@ ngx_http_apikey_env_get(ngx_str_t *path)
 
 
 static void
-ngx_http_apikey_sigbus(int signo)
+ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc)
 {
     sigjmp_buf  *jb;
 
-    jb = ngx_http_apikey_sigbus_jmp;
+    /* async-signal-safe only */
+
+    jb = ngx_http_apikey_fault_jmp;
+
+#if (NGX_LINUX)
+    if (jb != NULL && syscall(SYS_gettid) != ngx_http_apikey_fault_tid) {
+        jb = NULL;
+    }
+#endif
 
     if (jb != NULL) {
-        ngx_http_apikey_sigbus_jmp = NULL;
-        siglongjmp(*jb, 1);
+        ngx_http_apikey_fault_jmp = NULL;
+        siglongjmp(*jb, signo);
     }
 
-    /* not inside LMDB: the default action once this returns */
+    /*
+     * not inside LMDB: a bug, which is to crash and dump core as it would
+     * without this module; the faulting instruction runs again once this
+     * returns, under the action before, and a signal sent by kill() is
+     * raised again for it
+     */
 
-    (void) signal(SIGBUS, SIG_DFL);
+    (void) sigaction(signo, (signo == SIGBUS) ? &ngx_http_apikey_old_sigbus
+                                              : &ngx_http_apikey_old_sigsegv,
+                     NULL);
+
+    if (si == NULL || si->si_code <= 0) {
+        (void) raise(signo);
+    }
 }
 
 
@@ -3517,18 +3654,28 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
     }
 
     /*
-     * a data file or lock file truncated under the map faults on access:
-     * SIGBUS is caught around LMDB calls and answered with 503
+     * a data file or lock file truncated under the map faults on access
+     * (SIGBUS), and so do damaged bytes in a page (SIGSEGV): both are
+     * caught around LMDB calls and answered with 503
      */
 
+#if (NGX_LINUX)
+    ngx_http_apikey_fault_tid = syscall(SYS_gettid);
+#endif
+
     ngx_memzero(&sa, sizeof(struct sigaction));
-    sa.sa_handler = ngx_http_apikey_sigbus;
-    sa.sa_flags = SA_NODEFER;
+    sa.sa_sigaction = ngx_http_apikey_fault;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
 
-    if (sigaction(SIGBUS, &sa, NULL) == -1) {
+    if (sigaction(SIGBUS, &sa, &ngx_http_apikey_old_sigbus) == -1) {
         ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
                       "sigaction(SIGBUS) failed");
+    }
+
+    if (sigaction(SIGSEGV, &sa, &ngx_http_apikey_old_sigsegv) == -1) {
+        ngx_log_error(NGX_LOG_ALERT, cycle->log, ngx_errno,
+                      "sigaction(SIGSEGV) failed");
     }
 
     /*
