@@ -1,12 +1,16 @@
 #!/usr/bin/perl
 
 # Tests apikeyctl backup and restore: a compact copy made into a new or
-# empty directory with the group and mode of the source, and a restore
+# empty directory with the group and mode of the source, with its own
+# lock.mdb (a backup can be served or checked as it is, from read-only
+# media too), and a restore
 # that replaces the keys of the live database in one write transaction;
 # every refusal (an unusable DEST, a missing, truncated, foreign or empty
 # SRC, the live database given as SRC, removing more than half of the
-# keys) exits with its code and changes nothing; a backup killed while
-# it writes leaves no DEST.
+# keys, ".", ".." or the current directory, a mount point, the database
+# directory behind a bind mount) exits with its code and changes
+# nothing; a backup killed while it writes, or stopped by a file size
+# limit, leaves no DEST.
 
 use strict;
 use warnings;
@@ -92,12 +96,18 @@ my $nkeys = $rotated ? 6 : 5;
 like($out, qr/^backed up $nkeys keys to "\Q$dir\E\/b1" \(\d+ bytes\)\n\z/,
      'backup: output');
 is($err, '', 'backup: stderr');
-is(entries("$dir/b1"), 'data.mdb', 'backup: data.mdb only, no lock.mdb');
+is(entries("$dir/b1"), 'data.mdb,lock.mdb', 'backup: data.mdb and lock.mdb');
 is(entries($dir) =~ /incomplete/ ? 'left' : '', '',
    'backup: no temporary directory left');
 is(mode_group("$dir/b1"), mode_group($db), 'backup: directory mode, group');
 is(mode_group("$dir/b1/data.mdb"), mode_group("$db/data.mdb"),
    'backup: data.mdb mode, group');
+is(mode_group("$dir/b1/lock.mdb"),
+   sprintf('%04o:%d', ((stat "$db/data.mdb")[2] & 040) ? 0660 : 0600,
+           (stat "$db/data.mdb")[5]),
+   'backup: lock.mdb mode, group: those apikeyctl gives a missing one');
+cmp_ok(-s "$dir/b1/lock.mdb", '>=', 510 * 64,
+       'backup: lock.mdb with init\'s reader slots');
 
 SKIP: {
     skip 'not root: init has no --user', 1 unless $> == 0;
@@ -123,7 +133,8 @@ check_db('backup opened as a database', { db => "$dir/b2" });
 mkdir "$dir/empty";
 ($rc, $out, $err) = $t->ctl('backup', "$dir/empty/");
 is($rc, 0, 'backup into an empty directory: exit code') or diag($err);
-is(entries("$dir/empty"), 'data.mdb', 'backup into an empty directory');
+is(entries("$dir/empty"), 'data.mdb,lock.mdb',
+   'backup into an empty directory');
 
 # refusals: exit 1 or 2, nothing written, the database unchanged
 
@@ -133,6 +144,8 @@ close $fh;
 open $fh, '>', "$dir/file" or die;
 close $fh;
 mkdir "$db/sub";
+mkdir "$dir/empty2";
+mkdir "$dir/empty2/x";
 symlink $db, "$dir/dblink" or die;
 
 my @refused = (
@@ -154,6 +167,15 @@ my @refused = (
       qr/is the database directory or inside it/ ],
     [ 'a path inside a link to the database', [ "$dir/dblink/x" ], 1,
       qr/is the database directory or inside it/ ],
+    [ 'the current directory', [ '.' ], 1,
+      qr/^apikeyctl: backup: "\." ends in "\.": name the backup directory itself, a new one \(such as "backup-1"\) or an empty one, not the current or the parent directory; nothing was written\n\z/ ],
+    [ 'the current directory with a slash', [ './' ], 1,
+      qr/^apikeyctl: backup: "\.\/" ends in "\."/ ],
+    [ 'the parent directory', [ '..' ], 1, qr/ends in "\.\."/ ],
+    [ 'a path ending in "."', [ "$dir/empty2/." ], 1,
+      qr/^apikeyctl: backup: "\Q$dir\E\/empty2\/\." ends in "\."/ ],
+    [ 'a path ending in ".."', [ "$dir/empty2/x/.." ], 1,
+      qr/ends in "\.\."/ ],
     [ 'a missing parent directory', [ "$dir/nope/b" ], 1,
       qr/^apikeyctl: backup: "\Q$dir\E\/nope\/b": the directory it is to be made in: No such file or directory\n\z/ ],
     [ 'no DEST', [], 2, qr/expected the backup directory DEST/ ],
@@ -180,6 +202,96 @@ for my $r (@refused) {
 is(entries($dir), $listing, 'backup refused: nothing written beside');
 is(entries("$db/sub"), '', 'backup refused: nothing written inside');
 is(entries("$dir/full"), 'notes', 'backup refused: a full directory kept');
+is(entries("$dir/empty2"), 'x', 'backup refused: "dir/." left empty');
+
+# the current directory, empty: renamed over, it would leave the shell
+# in a deleted directory
+
+mkdir "$dir/cwd";
+chdir "$dir/cwd" or die;
+($rc, $out, $err) = $t->ctl('backup', "$dir/cwd");
+chdir '/' or die;
+is($rc, 1, 'backup refused, the current directory by name: exit code');
+like($err, qr/^apikeyctl: backup: "\Q$dir\E\/cwd" is the current directory; nothing was written \(give a new directory, such as "backup-1"\)\n\z/,
+     'backup refused, the current directory by name: message');
+is(entries("$dir/cwd"), '', 'backup refused, the current directory: empty');
+
+# mounts (root only): a mount point as DEST is refused before anything
+# is written, a bind mount of the database directory is seen through,
+# and a backup on read-only media is restored from
+
+# a test that dies leaves no mount behind its temporary directory
+
+END {
+    local $?;
+
+    if ($> == 0) {
+        system("umount $dir/$_ 2>/dev/null") for qw(mnt bindpoint bindm ro);
+    }
+}
+
+SKIP: {
+    skip 'not root: no mounts', 17 unless $> == 0;
+
+    mkdir "$dir/mnt";
+    skip 'mount failed (no privilege in this container?)', 17
+        unless system("mount -t tmpfs -o size=16m tmpfs $dir/mnt "
+                      . "2>/dev/null") == 0;
+
+    ($rc, $out, $err) = $t->ctl('backup', "$dir/mnt");
+    is($rc, 1, 'backup refused, a mount point: exit code');
+    like($err, qr/^apikeyctl: backup: "\Q$dir\E\/mnt" is a mount point: the copy is written beside DEST and renamed onto it, which a mount point does not allow; nothing was written \(give a new directory inside it\)\n\z/,
+         'backup refused, a mount point: message');
+    is(scalar(grep { /incomplete/ } split /,/, entries($dir)), 0,
+       'backup refused, a mount point: nothing written beside it');
+
+    ($rc, $out, $err) = $t->ctl('backup', "$dir/mnt/b");
+    is($rc, 0, 'backup into a new directory on the mount') or diag($err);
+    system('umount', "$dir/mnt");
+
+    # a bind mount of the same file system: the same device
+
+    mkdir "$dir/bindempty";
+    mkdir "$dir/bindpoint";
+    system('mount', '--bind', "$dir/bindempty", "$dir/bindpoint") == 0
+        or die;
+    ($rc, $out, $err) = $t->ctl('backup', "$dir/bindpoint");
+    is($rc, 1, 'backup refused, a bind mount point: exit code');
+    like($err, qr/is a mount point/, 'backup refused, a bind mount point');
+    system('umount', "$dir/bindpoint");
+
+    # the database directory mounted elsewhere: inside it all the same
+
+    mkdir "$dir/bindm";
+    system('mount', '--bind', $db, "$dir/bindm") == 0 or die;
+
+    for my $d ("$dir/bindm/sub", "$dir/bindm/new", "$dir/bindm",
+               "$dir/bindm/") {
+        ($rc, $out, $err) = $t->ctl('backup', $d);
+        is($rc, 1, "backup refused, $d through a bind mount: exit code");
+        like($err, qr/is the database directory or inside it; nothing was written\n\z/,
+             "backup refused, $d through a bind mount: message");
+    }
+
+    system('umount', "$dir/bindm");
+    is(entries($db), 'data.mdb,lock.mdb,sub',
+       'backup refused through a bind mount: nothing written');
+    is(entries("$db/sub"), '',
+       'backup refused through a bind mount: nothing written inside');
+
+    # a backup on read-only media: read through its lock file if it can,
+    # else without it
+
+    mkdir "$dir/ro";
+    system('mount', '--bind', "$dir/b1", "$dir/ro") == 0 or die;
+    system('mount', '-o', 'remount,bind,ro', "$dir/ro") == 0 or die;
+    $t->ctl_ok('gen', '--id', 'ro-extra');
+
+    ($rc, $out, $err) = $t->ctl('restore', "$dir/ro");
+    is($rc, 0, 'restore from a read-only mount') or diag($err);
+    is($t->ctl_ok('export'), $saved, 'restore from a read-only mount: export');
+    system('umount', "$dir/ro");
+}
 is(digest("$dir/b1/data.mdb"), $b1, 'backup refused: a backup kept');
 rmdir "$db/sub";
 is($t->ctl_ok('export'), $saved, 'backup refused: database unchanged');
@@ -207,9 +319,8 @@ isnt($t->ctl_ok('export'), $saved, 'keys changed after the backup');
 
 ($rc, $out, $err) = $t->ctl('restore', "$dir/b1");
 is($rc, 0, 'restore: exit code') or diag($err);
-is($out, qq{restored $nkeys keys from "$dir/b1" ($nkeys keys before, 1 of }
-         . qq{them not in the backup)\n},
-   'restore: output');
+like($out, qr/^restored $nkeys keys from "\Q$dir\E\/b1" \($nkeys keys before\): \d+ unchanged, 1 back, 1 changed, 1 removed\n1 key back \(in the backup, not in the live database: revoked since the backup\?\): "c"\n1 key changed \(1 enabled again\): "d" \(enabled again\)\n1 key removed \(in the live database, not in the backup\): "f"\n\z/,
+     'restore: output');
 is($err, '', 'restore: stderr');
 is($t->ctl_ok('export'), $saved, 'restore: export identical to the backup');
 check_db('after restore');
@@ -221,7 +332,7 @@ is(($t->ctl({ input => "$f\n" }, 'verify', '-'))[0], 4,
 is(($t->ctl({ input => "$key{d}\n" }, 'verify', '-'))[0], 0,
    'restore: a key disabled after the backup is enabled again');
 is(digest("$dir/b1/data.mdb"), $b1, 'restore: the backup is not changed');
-is(entries("$dir/b1"), 'data.mdb', 'restore: no lock.mdb in the backup');
+is(entries("$dir/b1"), 'data.mdb,lock.mdb', 'restore: nothing added to the backup');
 
 SKIP: {
     skip 'rotate is not built yet', 2 unless $rotated;
@@ -523,16 +634,30 @@ for my $at (0, 1, 8 << 20, 24 << 20) {
        "backup killed at $at bytes: only its hidden directory left");
 }
 
-# a backup that dies while it writes: the file size limit (SIGXFSZ)
+# a backup past the file size limit: apikeyctl ignores SIGXFSZ, the
+# write fails with EFBIG, and the failure removes what it wrote
 
 SKIP: {
-    skip 'no prlimit', 2 unless -x '/usr/bin/prlimit';
+    skip 'no prlimit', 5 unless -x '/usr/bin/prlimit';
 
     system('rm', '-rf', map { "$dir/$_" } leftovers());
-    system('/usr/bin/prlimit', '--fsize=4194304', $t->{apikeyctl}, '-d',
-           $big, '-s', $t->secret(), 'backup', "$dir/kb");
-    is($? & 127, 25, 'backup past the file size limit: SIGXFSZ');
+    ($rc, $out, $err) = $t->ctl({ db => $big }, 'backup', "$dir/kb");
+    is($rc, 0, 'backup of the big database') or diag($err);
+    my $size = -s "$dir/kb/data.mdb";
+    system('rm', '-rf', "$dir/kb");
+
+    my $cmd = join(' ', '/usr/bin/prlimit', '--fsize=' . int($size / 2),
+                   $t->{apikeyctl}, '-d', $big, '-s', $t->secret(),
+                   'backup', "$dir/kb", "2>$dir/fsize.err");
+    system($cmd);
+    is($? >> 8, 1, 'backup past the file size limit: exit 1, no signal')
+        or diag("wait status $?");
+    like(Apikey::Harness::slurp("$dir/fsize.err"),
+         qr/^apikeyctl: backup: writing the copy into "\Q$dir\E\/\.kb\.incomplete-\w+" failed: File too large; no backup was made\n\z/,
+         'backup past the file size limit: message');
     ok(!-e "$dir/kb", 'backup past the file size limit: no DEST');
+    is(scalar(leftovers()), 0,
+       'backup past the file size limit: no hidden directory left');
 }
 
 system('rm', '-rf', map { "$dir/$_" } leftovers());
