@@ -261,7 +261,7 @@ static ngx_int_t ngx_http_apikey_env_renew(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h);
 static ngx_http_apikey_env_t *ngx_http_apikey_env_get(ngx_str_t *path);
 static void ngx_http_apikey_fault_error(ngx_log_t *log,
-    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h, int signo,
+    ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h,
     ngx_uint_t where);
 static ngx_uint_t ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
     ngx_file_info_t *data);
@@ -444,6 +444,7 @@ static ngx_http_apikey_handle_t  *ngx_http_apikey_handles;
  * actions these were before.
  */
 static sigjmp_buf *volatile       ngx_http_apikey_fault_jmp;
+static volatile sig_atomic_t      ngx_http_apikey_fault_signo;
 static struct sigaction           ngx_http_apikey_old_sigbus;
 static struct sigaction           ngx_http_apikey_old_sigsegv;
 #if (NGX_LINUX)
@@ -1480,7 +1481,6 @@ static void
 ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
 {
-    int                        signo;
     sigjmp_buf                 jb;
     akc_key_kind_e             kind;
     ngx_http_apikey_handle_t  *h;
@@ -1500,9 +1500,7 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         return;
     }
 
-    signo = sigsetjmp(jb, 0);
-
-    if (signo != 0) {
+    if (sigsetjmp(jb, 0) != 0) {
 
         /*
          * a file truncated under the map, or damaged bytes in a page:
@@ -1511,7 +1509,7 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
 
         ngx_http_apikey_fault_jmp = NULL;
 
-        ngx_http_apikey_fault_error(r->connection->log, db->env, h, signo,
+        ngx_http_apikey_fault_error(r->connection->log, db->env, h,
                                     NGX_HTTP_APIKEY_DAMAGED_READ);
 
         if (db->env->handle == h) {
@@ -2080,18 +2078,16 @@ static ngx_int_t
 ngx_http_apikey_env_whole(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h)
 {
-    int                   rc, signo;
+    int                   rc;
     ngx_int_t             ok;
     sigjmp_buf            jb;
     sigjmp_buf *volatile  saved;
 
     saved = ngx_http_apikey_fault_jmp;
 
-    signo = sigsetjmp(jb, 0);
-
-    if (signo != 0) {
+    if (sigsetjmp(jb, 0) != 0) {
         ngx_http_apikey_fault_jmp = saved;
-        ngx_http_apikey_fault_error(log, env, h, signo,
+        ngx_http_apikey_fault_error(log, env, h,
                                     NGX_HTTP_APIKEY_DAMAGED_READ);
         h->broken = 1;
         return NGX_ERROR;
@@ -2334,10 +2330,12 @@ failed:
     if (name == env->lock_path && err == NGX_ENOENT) {
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                                   "apikey database \"%s\" is not usable: "
-                                  "\"%s\" is missing; run any apikeyctl "
-                                  "command on the directory as its owner, "
-                                  "e.g. \"apikeyctl -d %s check\", to make "
-                                  "it", env->path, name, env->path);
+                                  ngx_file_info_n " \"%s\" failed (%d: %s): "
+                                  "lock.mdb is missing; run any apikeyctl "
+                                  "command on the directory as its owner "
+                                  "(e.g. \"apikeyctl -d %s check\") to make "
+                                  "it", env->path, name, err, strerror(err),
+                                  env->path);
         return NGX_ERROR;
     }
 
@@ -2355,7 +2353,7 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_http_apikey_handle_t *h, ngx_http_apikey_secret_t *secret,
     ngx_file_info_t *lock)
 {
-    int                   rc, signo;
+    int                   rc;
     MDB_txn              *txn;
     sigjmp_buf            jb;
     const char           *what;
@@ -2364,11 +2362,9 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     txn = NULL;
 
-    signo = sigsetjmp(jb, 0);
-
-    if (signo != 0) {
+    if (sigsetjmp(jb, 0) != 0) {
         ngx_http_apikey_fault_jmp = NULL;
-        ngx_http_apikey_fault_error(log, env, h, signo,
+        ngx_http_apikey_fault_error(log, env, h,
                                     NGX_HTTP_APIKEY_DAMAGED_OPEN);
 
         /* what LMDB was doing is unknown: leave it, closing may fault */
@@ -2594,14 +2590,16 @@ ngx_http_apikey_handle_close(ngx_http_apikey_handle_t *h)
 
 static void
 ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
-    ngx_http_apikey_handle_t *h, int signo, ngx_uint_t where)
+    ngx_http_apikey_handle_t *h, ngx_uint_t where)
 {
     const char        *doing;
     mdb_filehandle_t   fd;
 
     doing = (where == NGX_HTTP_APIKEY_DAMAGED_OPEN) ? "opening" : "reading";
 
-    if (signo == SIGBUS) {
+    /* the signal the guard has just caught */
+
+    if (ngx_http_apikey_fault_signo == SIGBUS) {
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                                   "apikey database \"%s\" is not usable: "
                                   "SIGBUS while %s it (data.mdb or "
@@ -2823,7 +2821,8 @@ ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc)
 
     if (jb != NULL) {
         ngx_http_apikey_fault_jmp = NULL;
-        siglongjmp(*jb, signo);
+        ngx_http_apikey_fault_signo = signo;
+        siglongjmp(*jb, 1);
     }
 
     /*

@@ -205,10 +205,11 @@ sub wait_log {
     return 0;
 }
 
-my $missing = quotemeta(qq{apikey database "$live" is not usable: }
-                        . qq{"$live/lock.mdb" is missing; run any apikeyctl }
-                        . qq{command on the directory as its owner, e.g. }
-                        . qq{"apikeyctl -d $live check", to make it,});
+my $missing = quotemeta(qq{apikey database "$live" is not usable: stat() }
+                        . qq{"$live/lock.mdb" failed (2: No such file or }
+                        . qq{directory): lock.mdb is missing; run any }
+                        . qq{apikeyctl command on the directory as its owner }
+                        . qq{(e.g. "apikeyctl -d $live check") to make it,});
 $missing = qr/$missing/;
 
 # the swap is seen once a second, by a request or the idle check
@@ -267,5 +268,45 @@ ok(wait_log(qr/apikey database "\Q$live\E" is usable again/),
 $t->stop();
 
 $t->check_log();
+
+# outside LMDB a SIGSEGV or SIGBUS is not caught: sent to an idle worker,
+# it ends it as it would without the module (checked after check_log(),
+# which fails on any worker that died)
+
+$t->start();
+
+my $master = $t->{pid};
+
+sub workers {
+    my @pids;
+
+    for my $stat (glob('/proc/[0-9]*/stat')) {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // '';
+        close $fh;
+
+        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $master;
+    }
+
+    return @pids;
+}
+
+$end = time() + scaled(10);
+sleep 0.1 while workers() < 2 && time() < $end;
+
+my @workers = workers();
+is(scalar(@workers), 2, 'two workers');
+
+kill 'SEGV', $workers[0];
+kill 'BUS', $workers[1];
+
+ok(wait_log(qr/worker process $workers[0] exited on signal 11/),
+   'a SIGSEGV outside LMDB still ends the worker');
+ok(wait_log(qr/worker process $workers[1] exited on signal 7/),
+   'a SIGBUS outside LMDB still ends the worker');
+
+is(status('/ok', $keys[0]), 200, 'new workers answer');
+
+$t->stop();
 
 done_testing();
