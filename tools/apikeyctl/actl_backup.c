@@ -384,8 +384,10 @@ actl_backup_mount(actl_ctx_t *ctx, const char *dest, const char *real,
     char         *parent;
     size_t        len;
     struct stat   pst;
-    struct statx  stx;
     char          q[ACTL_QUOTE_LEN];
+#ifdef STATX_ATTR_MOUNT_ROOT
+    struct statx  stx;
+#endif
 
     len = strrchr(real, '/') - real;
 
