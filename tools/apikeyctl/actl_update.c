@@ -453,9 +453,9 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
     int64_t at)
 {
     int            rc;
+    char           t[AKC_TIME_LEN + 1];
     MDB_val        k, v;
     akc_record_t   rec;
-    char           t[AKC_TIME_LEN + 1];
     unsigned char  hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
 
     rc = actl_lookup(ctx, txn, id, &rec);
@@ -537,9 +537,9 @@ actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
     const akc_record_t *rec, unsigned char *hash)
 {
     int        rc;
+    char       buf[2 * AKC_ID_MAX_LEN];
     MDB_val    k;
     akc_str_t  replaces, replaced_by;
-    char       buf[2 * AKC_ID_MAX_LEN];
 
     /* rec points into the map: its links are copied before the deletes */
 
