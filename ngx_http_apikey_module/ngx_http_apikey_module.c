@@ -2624,8 +2624,9 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
                               "apikey database \"%s\" is not usable: "
                               "\"%s\" is damaged: a read inside it faulted "
                               "(SIGSEGV while %s it); run \"apikeyctl -d %s "
-                              "check\", restore it from a backup",
-                              env->path, env->data_path, doing, env->path);
+                              "check\", restore a backup into a new "
+                              "directory and swap it in", env->path,
+                              env->data_path, doing, env->path);
 }
 
 

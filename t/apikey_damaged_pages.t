@@ -192,8 +192,8 @@ for my $key (@faulting) {
 my $log = $t->error_log();
 my $logged = quotemeta(qq{"$live/data.mdb" is damaged: a read inside it }
                        . qq{faulted (SIGSEGV while reading it); run }
-                       . qq{"apikeyctl -d $live check", restore it from a }
-                       . qq{backup});
+                       . qq{"apikeyctl -d $live check", restore a backup }
+                       . qq{into a new directory and swap it in});
 my $lines = () = $log =~ /$logged/g;
 
 ok($lines >= 1, 'damaged: logged, naming the database');

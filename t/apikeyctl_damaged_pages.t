@@ -107,12 +107,17 @@ my @runs = (
 
 my $keys_re = join('|', @keys);
 
+my $says = quotemeta("apikeyctl: $bad: data.mdb is damaged: a read inside "
+                     . "it faulted (SIGSEGV in LMDB), or apikeyctl has a bug "
+                     . "(please report it); restore a backup into a new "
+                     . "directory (init, then restore) and swap it in\n");
+
 for my $run (@runs) {
     my ($rc, $out, $err) = $t->ctl({ db => $bad }, @$run);
 
     is($rc, 1, "@$run: exit 1, no signal");
-    like($err, qr/^apikeyctl: \Q$bad\E: data\.mdb is damaged: a read inside it faulted.*restore it from a backup/m,
-         "@$run: says the data file is damaged");
+    like($err, qr/^$says\z/m,
+         "@$run: says the data file is damaged, and what to do");
     unlike($out . $err, qr/$keys_re/, "@$run: no key printed");
     ok(!-e "$bad/core" && !-e "$prefix/core", "@$run: no core file");
 }
@@ -148,6 +153,49 @@ note("verify: $faulted faulted, $answered answered");
 ($rc, $out, $err) = $t->ctl({ db => $bad }, 'verify', $keys[26]);
 ok($rc <= 3, 'verify KEY: no signal');
 unlike($out . $err, qr/$keys_re/, 'verify KEY: no key printed');
+
+# restore reads two databases: from the damaged copy into a whole one,
+# or from a whole backup over the damaged copy, it fails naming both,
+# and leaves the whole one as it was
+
+my $whole = "$prefix/whole";
+
+$t->ctl_ok({ db => $whole }, 'init');
+
+for my $case ([ 'from the damaged copy', $whole, $bad ],
+              [ 'over the damaged copy', $bad, $good ])
+{
+    my ($name, $db, $src) = @$case;
+
+    ($rc, $out, $err) = $t->ctl({ db => $db }, 'restore', '--force', $src);
+
+    my $restore = quotemeta("apikeyctl: restore: a read inside LMDB "
+                            . "faulted (SIGSEGV): the data.mdb of the "
+                            . "backup or of \"$db\" is damaged "
+                            . "(\"apikeyctl check\" on each tells which), "
+                            . "or apikeyctl has a bug (please report it); "
+                            . "restore into a new directory and swap it "
+                            . "in\n");
+
+    is($rc, 1, "restore $name: exit 1, no signal");
+    like($err, qr/^$restore\z/, "restore $name: the message");
+    unlike($out . $err, qr/$keys_re/, "restore $name: no key printed");
+}
+
+($rc, $out, $err) = $t->ctl({ db => $whole }, 'export');
+is($rc, 0, 'restore from the damaged copy: the database still opens');
+unlike($out, qr/id\d\d/, 'restore from the damaged copy: nothing restored');
+
+# the way out: the backup restored into a new directory, to swap in
+
+my $new = "$prefix/new";
+
+$t->ctl_ok({ db => $new }, 'init');
+$t->ctl_ok({ db => $new }, 'restore', $good);
+
+($rc, $out, $err) = $t->ctl({ db => $new, input => "$keys[26]\n" },
+                            'verify', '-');
+is($rc, 0, 'restored into a new directory: the key verifies');
 
 # the backup it was copied from is whole: the key verifies there
 

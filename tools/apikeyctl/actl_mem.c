@@ -12,6 +12,7 @@
 
 
 static void actl_sigbus_handler(int signo);
+static void actl_sigsegv_msg_init(actl_ctx_t *ctx);
 static void actl_sigsegv_handler(int signo);
 
 
@@ -71,23 +72,11 @@ actl_sigbus_init(actl_ctx_t *ctx)
     (void) sigaction(SIGBUS, &sa, NULL);
 
     /*
-     * damaged bytes in a page of data.mdb send LMDB's reads astray: the
-     * same message for every command, and for check a problem line too
+     * damaged bytes in a page of data.mdb send LMDB's reads astray: one
+     * message for every command, and for check a problem line too
      */
 
-    n = snprintf(actl_sigsegv_msg, sizeof(actl_sigsegv_msg),
-                 "apikeyctl: %s: data.mdb is damaged: a read inside it "
-                 "faulted (SIGSEGV in LMDB): restore it from a backup; "
-                 "or apikeyctl has a bug: please report it\n", ctx->db);
-
-    if (n < 0 || (size_t) n >= sizeof(actl_sigsegv_msg)) {
-        n = snprintf(actl_sigsegv_msg, sizeof(actl_sigsegv_msg),
-                     "apikeyctl: data.mdb is damaged: a read inside it "
-                     "faulted (SIGSEGV in LMDB): restore it from a backup; "
-                     "or apikeyctl has a bug: please report it\n");
-    }
-
-    actl_sigsegv_len = (size_t) n;
+    actl_sigsegv_msg_init(ctx);
 
     if (ctx->cmd != NULL && strcmp(ctx->cmd, "check") == 0) {
         n = snprintf(actl_sigsegv_problem, sizeof(actl_sigsegv_problem),
@@ -99,6 +88,43 @@ actl_sigbus_init(actl_ctx_t *ctx)
     sa.sa_handler = actl_sigsegv_handler;
 
     (void) sigaction(SIGSEGV, &sa, NULL);
+}
+
+
+/*
+ * restore over a damaged database reads the damage too, so the way out
+ * is a new directory; and restore reads two databases, either of which
+ * may be the damaged one
+ */
+
+static void
+actl_sigsegv_msg_init(actl_ctx_t *ctx)
+{
+    int          n;
+    const char  *fmt;
+
+    if (ctx->cmd != NULL && strcmp(ctx->cmd, "restore") == 0) {
+        fmt = "apikeyctl: restore: a read inside LMDB faulted (SIGSEGV): "
+              "the data.mdb of the backup or of \"%s\" is damaged "
+              "(\"apikeyctl check\" on each tells which), or apikeyctl "
+              "has a bug (please report it); restore into a new directory "
+              "and swap it in\n";
+
+    } else {
+        fmt = "apikeyctl: %s: data.mdb is damaged: a read inside it "
+              "faulted (SIGSEGV in LMDB), or apikeyctl has a bug (please "
+              "report it); restore a backup into a new directory (init, "
+              "then restore) and swap it in\n";
+    }
+
+    n = snprintf(actl_sigsegv_msg, sizeof(actl_sigsegv_msg), fmt, ctx->db);
+
+    if (n < 0 || (size_t) n >= sizeof(actl_sigsegv_msg)) {
+        n = snprintf(actl_sigsegv_msg, sizeof(actl_sigsegv_msg), fmt,
+                     "the database");
+    }
+
+    actl_sigsegv_len = (size_t) n;
 }
 
 
