@@ -550,13 +550,21 @@ actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
         return ACTL_FAIL;
     }
 
+    /* an absent link may have no data at all */
+
     replaces.len = rec->replaces.len;
     replaces.data = buf;
-    memcpy(buf, rec->replaces.data, replaces.len);
+
+    if (replaces.len) {
+        memcpy(buf, rec->replaces.data, replaces.len);
+    }
 
     replaced_by.len = rec->replaced_by.len;
     replaced_by.data = buf + AKC_ID_MAX_LEN;
-    memcpy(buf + AKC_ID_MAX_LEN, rec->replaced_by.data, replaced_by.len);
+
+    if (replaced_by.len) {
+        memcpy(buf + AKC_ID_MAX_LEN, rec->replaced_by.data, replaced_by.len);
+    }
 
     rc = mdb_del(txn, ctx->dbs.ids, id, NULL);
 
