@@ -3,11 +3,10 @@
  * Copyright (C) ngx_http_apikey_module developers
  *
  * apikeyctl check: the files against the meta page, the meta entries,
- * every record, the ids that lead to them and the rotation links
- * between them and the times of every record, all in one read
- * transaction.  Each problem is a line
- * on standard output; a key is named by its id, or by the first bytes
- * of its hash, never by the whole hash.
+ * every record and its times, the ids that lead to them and the
+ * rotation links between them, all in one read transaction.  Each
+ * problem is a line on standard output; a key is named by its id, or by
+ * the first bytes of its hash, never by the whole hash.
  */
 
 
