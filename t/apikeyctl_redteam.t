@@ -143,4 +143,43 @@ SKIP: {
        'and nothing was changed');
 }
 
+# gen whose output is lost names every key to revoke, not a second of
+# creation that other keys may share
+
+SKIP: {
+    skip '/dev/full not found', 4 unless -c '/dev/full';
+
+    my $db = $t->prefix . '/unseen';
+    $t->init_db({ db => $db });
+    $t->ctl_ok({ db => $db }, 'gen', '--count', '5');
+
+    my $sh = sprintf q{exec '%s' -d '%s' -s '%s' gen --count 40 }
+                     . q{> /dev/full 2> '%s/unseen.err'},
+                     $t->{apikeyctl}, $db, $t->secret, $t->prefix;
+    system('/bin/sh', '-c', $sh);
+    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+    is($rc, 1, 'gen to a full standard output exit 1');
+
+    my $err = Apikey::Harness::slurp($t->prefix . '/unseen.err');
+    my ($ids) = $err =~ /^  apikeyctl revoke - <<EOF\n(.*?)^EOF$/ms;
+    my @ids = split /\n/, $ids // '';
+    is(scalar @ids, 40, 'every unseen key is named');
+
+    my ($rc2, $out, $err2) = $t->ctl({ db => $db, input => join '', map { "$_\n" } @ids },
+                                     'revoke', '-');
+    is($rc2, 0, 'and revoking them as said works') or diag $err2;
+    is(scalar(() = $t->ctl_ok({ db => $db }, 'list', '--format', 'csv')
+                   =~ /\n/g), 1 + 5, 'the 5 keys made before are left');
+}
+
+# an expiry in the past is allowed, and said
+
+{
+    my ($rc, $out, $err) = $t->ctl('gen', '--id', 'late', '--expires',
+                                   '2020-01-01T00:00:00Z');
+    is($rc, 0, 'gen --expires in the past exit 0');
+    like($err, qr/note: --expires is 2020-01-01T00:00:00Z, in the past: the key is already expired/,
+         'gen --expires in the past says so');
+}
+
 done_testing();

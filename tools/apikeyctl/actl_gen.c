@@ -30,7 +30,7 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
 {
     int              c, rc, json;
     char            *id, *prefix, *expires, *not_before, *count_s;
-    char             err[ACTL_ERR_LEN];
+    char             err[ACTL_ERR_LEN], t[AKC_TIME_LEN + 1];
     size_t           i, count;
     actl_gen_t       gen;
     akc_record_t     rec;
@@ -235,6 +235,14 @@ actl_cmd_gen(actl_ctx_t *ctx, int argc, char **argv)
     if (fflush(stdout) == EOF || ferror(stdout)) {
         actl_gen_unseen(ctx, keys, count, id);
         rc = ACTL_FAIL;
+
+    } else if (rec.expires != 0 && rec.expires <= ctx->now) {
+
+        /* allowed (a test, a placeholder), but rarely what was meant */
+
+        fprintf(stderr, "apikeyctl: gen: note: --expires is %s, in the "
+                "past: %s already expired\n", actl_time(rec.expires, t),
+                count == 1 ? "the key is" : "the keys are");
     }
 
 close:
@@ -376,7 +384,6 @@ actl_gen_unseen(actl_ctx_t *ctx, actl_genkey_t *keys, size_t count,
 {
     int     err;
     size_t  i;
-    char    t[AKC_TIME_LEN + 1];
 
     err = errno;
 
@@ -402,8 +409,15 @@ actl_gen_unseen(actl_ctx_t *ctx, actl_genkey_t *keys, size_t count,
         return;
     }
 
-    fprintf(stderr, "  (the keys created at %s: \"apikeyctl list --format "
-            "csv\" shows them)\n", actl_time(ctx->now, t));
+    /* all of them: other keys may have been made in the same second */
+
+    fputs("  apikeyctl revoke - <<EOF\n", stderr);
+
+    for (i = 0; i < count; i++) {
+        fprintf(stderr, "%s\n", keys[i].id);
+    }
+
+    fputs("EOF\n", stderr);
 }
 
 
