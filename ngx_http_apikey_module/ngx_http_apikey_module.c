@@ -111,6 +111,8 @@ struct ngx_http_apikey_env_s {
     time_t                      next_check;
     ngx_uint_t                  damaged;    /* NGX_HTTP_APIKEY_DAMAGED_* */
     ngx_file_info_t             damage;     /* the data file that faulted */
+    dev_t                       damage_lock_dev;
+    ino_t                       damage_lock_ino;
     u_char                      error[NGX_HTTP_APIKEY_ERRLEN];
 };
 
@@ -264,7 +266,7 @@ static void ngx_http_apikey_fault_error(ngx_log_t *log,
     ngx_http_apikey_env_t *env, ngx_http_apikey_handle_t *h,
     ngx_uint_t where);
 static ngx_uint_t ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
-    ngx_file_info_t *data);
+    ngx_file_info_t *data, ngx_file_info_t *lock);
 static void ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc);
 
 static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
@@ -2226,11 +2228,11 @@ ngx_http_apikey_env_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     /*
      * a data file whose pages faulted while it was opened would fault
      * again, and what LMDB held then is left open: wait for another
-     * file, or for a write to this one
+     * file, a write to this one, or another lock file
      */
 
     if (env->damaged == NGX_HTTP_APIKEY_DAMAGED_OPEN
-        && ngx_http_apikey_env_damaged(env, &data))
+        && ngx_http_apikey_env_damaged(env, &data, &lock))
     {
         return NGX_ERROR;
     }
@@ -2281,7 +2283,7 @@ opened:
      * reads: its fault stays logged once, not once per reopening
      */
 
-    if (env->damaged && ngx_http_apikey_env_damaged(env, &data)) {
+    if (env->damaged && ngx_http_apikey_env_damaged(env, &data, &lock)) {
         return NGX_OK;
     }
 
@@ -2361,6 +2363,11 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
     mdb_filehandle_t      fd;
 
     txn = NULL;
+
+    /* the lock file of a fault, for ngx_http_apikey_fault_error() */
+
+    h->lock_dev = lock->st_dev;
+    h->lock_ino = lock->st_ino;
 
     if (sigsetjmp(jb, 0) != 0) {
         ngx_http_apikey_fault_jmp = NULL;
@@ -2463,8 +2470,6 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     h->data_dev = fi.st_dev;
     h->data_ino = fi.st_ino;
-    h->lock_dev = lock->st_dev;
-    h->lock_ino = lock->st_ino;
 
     if (ngx_file_info(env->lock_path, &fi) == NGX_FILE_ERROR
         || fi.st_ino != h->lock_ino || fi.st_dev != h->lock_dev
@@ -2595,6 +2600,23 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
     const char        *doing;
     mdb_filehandle_t   fd;
 
+    /*
+     * the files that faulted are those LMDB has open, whatever the path
+     * names now: damaged bytes in a page fault wherever they are read,
+     * a file too short faults again at each open, not at each read
+     */
+
+    if ((ngx_http_apikey_fault_signo == SIGSEGV
+         || where == NGX_HTTP_APIKEY_DAMAGED_OPEN)
+        && h->env != NULL
+        && mdb_env_get_fd(h->env, &fd) == MDB_SUCCESS
+        && ngx_fd_info(fd, &env->damage) != NGX_FILE_ERROR)
+    {
+        env->damaged = where;
+        env->damage_lock_dev = h->lock_dev;
+        env->damage_lock_ino = h->lock_ino;
+    }
+
     doing = (where == NGX_HTTP_APIKEY_DAMAGED_OPEN) ? "opening" : "reading";
 
     /* the signal the guard has just caught */
@@ -2607,18 +2629,7 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
         return;
     }
 
-    /*
-     * damaged bytes in a page, which "apikeyctl check" finds too: the
-     * file that faulted is the one LMDB has open, whatever the path
-     * names now
-     */
-
-    if (h->env != NULL
-        && mdb_env_get_fd(h->env, &fd) == MDB_SUCCESS
-        && ngx_fd_info(fd, &env->damage) != NGX_FILE_ERROR)
-    {
-        env->damaged = where;
-    }
+    /* damaged bytes in a page, which "apikeyctl check" finds too */
 
     ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                               "apikey database \"%s\" is not usable: "
@@ -2632,15 +2643,20 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
 static ngx_uint_t
 ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
-    ngx_file_info_t *data)
+    ngx_file_info_t *data, ngx_file_info_t *lock)
 {
     ngx_file_info_t  *fi;
 
-    /* the data file that faulted, not written to since */
+    /*
+     * the data file that faulted, not written to since, with the same
+     * lock file: a damaged lock file made anew is worth another try
+     */
 
     fi = &env->damage;
 
-    return data->st_dev == fi->st_dev
+    return lock->st_dev == env->damage_lock_dev
+           && lock->st_ino == env->damage_lock_ino
+           && data->st_dev == fi->st_dev
            && data->st_ino == fi->st_ino
            && data->st_size == fi->st_size
            && data->st_mtim.tv_sec == fi->st_mtim.tv_sec

@@ -48,14 +48,14 @@ $t->ctl_ok('backup', $good);
 my $size = -s "$good/data.mdb";
 my $page = 4096;
 
-# the damaged copy: the backup's data.mdb, its mode and group, four
-# 0xff bytes at $off; lock.mdb is made by the apikeyctl run on it
+# a damaged copy in $dir: the backup's data.mdb, its mode and group,
+# four 0xff bytes at $off; lock.mdb is made by the apikeyctl run on it
 
 my @dir_st = stat($good);
 my @data_st = stat("$good/data.mdb");
 
 sub damage {
-    my ($off) = @_;
+    my ($off, $dir) = @_;
 
     open my $in, '<:raw', "$good/data.mdb" or die "$good/data.mdb: $!";
     my $data = do { local $/; <$in> };
@@ -63,26 +63,27 @@ sub damage {
 
     substr($data, $off, 4) = "\xff" x 4;
 
-    mkdir $bad;
-    chown -1, $dir_st[5], $bad;
-    chmod $dir_st[2] & 07777, $bad;
-    unlink "$bad/lock.mdb";
+    mkdir $dir;
+    chown -1, $dir_st[5], $dir;
+    chmod $dir_st[2] & 07777, $dir;
+    unlink "$dir/lock.mdb";
 
-    open my $out, '>:raw', "$bad/data.mdb" or die "$bad/data.mdb: $!";
+    open my $out, '>:raw', "$dir/data.mdb" or die "$dir/data.mdb: $!";
     print $out $data;
     close $out;
 
-    chown -1, $data_st[5], "$bad/data.mdb";
-    chmod $data_st[2] & 07777, "$bad/data.mdb";
+    chown -1, $data_st[5], "$dir/data.mdb";
+    chmod $data_st[2] & 07777, "$dir/data.mdb";
 }
 
-# exit 1 with the message, or a signal (apikeyctl before the fix)
+# exit 1 with the message, or a signal (apikeyctl before the fix); a
+# page read past the end of the file is SIGBUS, and its own message
 
 sub faults {
-    my ($input, @args) = @_;
+    my ($dir, $input, @args) = @_;
 
-    my ($rc, $out, $err) = $t->ctl({ db => $bad, input => $input }, @args);
-    return ($rc == 1 && $err =~ $damage) || $rc > 128;
+    my ($rc, $out, $err) = $t->ctl({ db => $dir, input => $input }, @args);
+    return ($rc == 1 && $err =~ /$damage|truncated\?/) || $rc > 128;
 }
 
 # where the red team found it first, then every fourth byte of the pages
@@ -100,11 +101,11 @@ splice(@offsets, 400) if @offsets > 400;
 my ($found, @faulting);
 
 for my $off (@offsets) {
-    damage($off);
+    damage($off, $bad);
 
-    next unless faults('', 'export');
+    next unless faults($bad, '', 'export');
 
-    @faulting = grep { faults("$_\n", 'verify', '-') } @keys;
+    @faulting = grep { faults($bad, "$_\n", 'verify', '-') } @keys;
 
     if (@faulting) {
         $found = $off;
@@ -229,6 +230,35 @@ my $missing = quotemeta(qq{apikey database "$live" is not usable: stat() }
                         . qq{(e.g. "apikeyctl -d $live check") to make it,});
 $missing = qr/$missing/;
 
+# the workers of the nginx running, and the files they have open
+
+sub workers {
+    my @pids;
+
+    for my $stat (glob('/proc/[0-9]*/stat')) {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // '';
+        close $fh;
+
+        push @pids, $1
+            if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $t->{pid};
+    }
+
+    return @pids;
+}
+
+sub fds {
+    my $n = 0;
+
+    for my $pid (workers()) {
+        opendir(my $dh, "/proc/$pid/fd") or next;
+        $n += grep { !/^\./ } readdir($dh);
+        closedir($dh);
+    }
+
+    return $n;
+}
+
 # the swap is seen once a second, by a request or the idle check
 
 my $end = time() + scaled(10);
@@ -282,6 +312,105 @@ is(join(' ', @after), '', 'good database: every key 200');
 ok(wait_log(qr/apikey database "\Q$live\E" is usable again/),
    'usable again: logged');
 
+# damage in the page of the main tree, which names the others: opening
+# the database faults; a worker does not open the same files again every
+# second, each time leaving what LMDB held, but waits for others
+
+sub main_root {
+    open my $in, '<:raw', "$good/data.mdb" or die "$good/data.mdb: $!";
+    my $data = do { local $/; <$in> };
+    close $in;
+
+    my ($txnid, $root) = (-1, undef);
+
+    # each meta page: its header, then magic, version, address and map
+    # size, the free and main trees, the last page and the txn id
+
+    for my $m (0, 1) {
+        my $meta = $m * $page + 16 + 24;
+        my ($r) = unpack('Q<', substr($data, $meta + 48 + 40, 8));
+        my ($id) = unpack('Q<', substr($data, $meta + 96 + 8, 8));
+
+        ($txnid, $root) = ($id, $r) if $id > $txnid;
+    }
+
+    return $root;
+}
+
+my $opened = "$prefix/opened";
+my $root = main_root();
+my $open_off;
+
+for (my $off = $root * $page; $off < ($root + 1) * $page; $off += 4) {
+    damage($off, $opened);
+
+    if (faults($opened, '', 'stats')) {
+        $open_off = $off;
+        last;
+    }
+}
+
+SKIP: {
+    skip("no 4-byte damage in the main tree's page made opening fault", 6)
+        unless defined $open_off;
+
+    note("damaged at offset $open_off, in the main tree's page $root");
+
+    unlink "$live.new";
+    symlink($opened, "$live.new") or die "symlink: $!";
+    rename("$live.new", $live) or die "rename: $!";
+
+    my $faulted = qr/"\Q$live\E" is not usable: .*while opening it/;
+
+    $end = time() + scaled(10);
+
+    while (time() < $end && $t->error_log() !~ $faulted) {
+        status('/live', $keys[0]);
+        sleep 0.2;
+    }
+
+    ok(wait_log($faulted), 'damaged when opened: logged');
+
+    # a few seconds of requests: each reopening would leave the files
+    # LMDB opened
+
+    my $fds = fds();
+    my @s;
+    $end = time() + 3;
+
+    while (time() < $end) {
+        push @s, map { status('/live', $_) } @keys[0, 1, 26];
+        sleep 0.1;
+    }
+
+    is(join(' ', grep { $_ != 503 } @s), '', 'damaged when opened: 503');
+    ok(fds() <= $fds + 2, "damaged when opened: no files left open by "
+                          . "reopening ($fds, then " . fds() . ")");
+
+    $n = () = $t->error_log() =~ /$faulted/g;
+    ok($n <= 2, "damaged when opened: logged once per worker ($n)");
+
+    is(status('/ok', $keys[0]), 200, 'the healthy database still answers');
+
+    # the good database again: opened at once
+
+    unlink "$live.new";
+    symlink($good, "$live.new") or die "symlink: $!";
+    rename("$live.new", $live) or die "rename: $!";
+
+    ok(settles($keys[0], 200), 'good database again: valid');
+
+    $end = time() + scaled(10);
+
+    while (time() < $end) {
+        @after = grep { status('/live', $_) != 200 } @keys;
+        last unless @after;
+        sleep 0.2;
+    }
+
+    is(join(' ', @after), '', 'good database again: every key 200');
+}
+
 $t->stop();
 
 $t->check_log();
@@ -291,22 +420,6 @@ $t->check_log();
 # which fails on any worker that died)
 
 $t->start();
-
-my $master = $t->{pid};
-
-sub workers {
-    my @pids;
-
-    for my $stat (glob('/proc/[0-9]*/stat')) {
-        open my $fh, '<', $stat or next;
-        my $line = <$fh> // '';
-        close $fh;
-
-        push @pids, $1 if $line =~ /^(\d+) \(.*\) \S+ (\d+) / && $2 == $master;
-    }
-
-    return @pids;
-}
 
 $end = time() + scaled(10);
 sleep 0.1 while workers() < 2 && time() < $end;
