@@ -6,9 +6,11 @@
 # or a worker killed by SIGSEGV; the damage is logged a bounded number
 # of times, not per request; a location on a healthy database in the
 # same nginx keeps answering.  A good database swapped in, at first
-# without its lock.mdb (a backup directory), is logged with what to do,
-# and once apikeyctl has made the lock file the keys are valid again,
-# without a reload.
+# without its lock.mdb (a data.mdb copied alone), is logged with what to
+# do, and once apikeyctl has made the lock file the keys are valid
+# again, without a reload.  Damage that faults while the database is
+# opened is not opened again every second.  Outside LMDB, SIGSEGV and
+# SIGBUS still end a worker.
 
 use strict;
 use warnings;
@@ -202,9 +204,10 @@ ok($lines <= 4, "damaged: logged once per worker, not per request ($lines)");
 unlike($log, qr/exited on signal/, 'damaged: no worker died');
 unlike($log, qr/$_/, "no key in the log: $_") for @keys[0, 26, 39];
 
-# a good database swapped in: the backup, which has no lock.mdb yet
+# a good database swapped in: the backup, as a data.mdb alone (copied
+# by hand, or from a backup made without its lock file)
 
-ok(!-e "$good/lock.mdb", 'the backup has no lock.mdb');
+unlink "$good/lock.mdb";
 
 unlink "$live.new";
 symlink($good, "$live.new") or die "symlink: $!";
