@@ -33,11 +33,13 @@ CTL_SRCS =      $(CTL_DIR)/apikeyctl.c $(CTL_DIR)/actl_error.c \
                 $(CTL_DIR)/actl_init.c $(CTL_DIR)/actl_gen.c \
                 $(CTL_DIR)/actl_import.c $(CTL_DIR)/actl_import_read.c \
                 $(CTL_DIR)/actl_import_write.c \
+                $(CTL_DIR)/actl_import_resolve.c \
                 $(CTL_DIR)/actl_import_thread.c \
                 $(CTL_DIR)/actl_update.c $(CTL_DIR)/actl_list.c \
                 $(CTL_DIR)/actl_verify.c $(CTL_DIR)/actl_rotate.c \
                 $(CTL_DIR)/actl_stats.c $(CTL_DIR)/actl_check.c \
-                $(CTL_DIR)/actl_backup.c $(CTL_DIR)/actl_restore.c
+                $(CTL_DIR)/actl_backup.c $(CTL_DIR)/actl_restore.c \
+                $(CTL_DIR)/actl_copy.c
 CTL_DEPS =      $(CTL_SRCS) $(CTL_DIR)/actl.h $(CORE_DEPS)
 CTL_LIBS =      -llmdb -lsodium -ljansson -lcsv -lz -pthread
 

@@ -440,6 +440,11 @@ int actl_import_reject(actl_import_t *imp, uint64_t line,
 int actl_import_report(actl_import_t *imp);
 
 
+/* actl_import_resolve.c: rows that share a key or an id */
+
+int actl_import_resolve(actl_import_t *imp);
+
+
 /* actl_import_thread.c: CSV rows checked in a second thread */
 
 int actl_batch_start(actl_import_t *imp);
@@ -510,9 +515,14 @@ typedef struct {
 
 
 int actl_cmd_restore(actl_ctx_t *ctx, int argc, char **argv);
+
+
+/* actl_copy.c: reading a copy of a database, for backup and restore */
+
 int actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy);
 int actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy);
 void actl_copy_close(actl_copy_t *copy);
+void actl_copy_sigbus_init(const char *path);
 char *actl_path(const char *dir, const char *name);
 
 
