@@ -351,6 +351,8 @@ int actl_begin(actl_ctx_t *ctx, unsigned flags, unsigned dbflags,
 int actl_commit(actl_ctx_t *ctx, MDB_txn **txn);
 int actl_write(actl_ctx_t *ctx, actl_write_pt handler, void *data);
 int actl_mdb_write_error(actl_ctx_t *ctx, const char *call, int rc);
+int actl_put_record(actl_ctx_t *ctx, MDB_txn *txn, const unsigned char *hash,
+    const akc_record_t *rec);
 void actl_close(actl_ctx_t *ctx);
 int actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     akc_record_t *rec);

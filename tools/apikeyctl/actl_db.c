@@ -521,6 +521,39 @@ actl_write(actl_ctx_t *ctx, actl_write_pt handler, void *data)
 
 
 /*
+ * A record stored under its hash, replacing the one there: rec may
+ * point into the map, so it is encoded before anything is written.
+ */
+
+int
+actl_put_record(actl_ctx_t *ctx, MDB_txn *txn, const unsigned char *hash,
+    const akc_record_t *rec)
+{
+    int            rc;
+    MDB_val        k, v;
+    unsigned char  buf[AKC_RECORD_MAX_LEN];
+
+    rc = akc_record_encode(rec, buf, sizeof(buf));
+    if (rc < 0) {
+        actl_error(ctx, "akc_record_encode() failed");
+        return ACTL_FAIL;
+    }
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = (void *) hash;
+    v.mv_size = rc;
+    v.mv_data = buf;
+
+    rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_put", rc);
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
  * For write handlers: a full map is handed to actl_write() without a
  * message; any other LMDB error is reported here.
  */

@@ -221,7 +221,7 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     MDB_val         k, v;
     const char     *prefix;
     akc_record_t    old, *rec;
-    unsigned char   hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
+    unsigned char   hash[AKC_HASH_LEN];
 
     rc = actl_lookup(ctx, txn, r->id, &old);
     if (rc != ACTL_OK) {
@@ -313,23 +313,7 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 
     r->old_expires = old.expires;
 
-    rc = akc_record_encode(&old, buf, sizeof(buf));
-    if (rc < 0) {
-        actl_error(ctx, "akc_record_encode() failed");
-        return ACTL_FAIL;
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = hash;
-    v.mv_size = rc;
-    v.mv_data = buf;
-
-    rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(ctx, "mdb_put", rc);
-    }
-
-    return ACTL_OK;
+    return actl_put_record(ctx, txn, hash, &old);
 }
 
 

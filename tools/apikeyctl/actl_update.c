@@ -456,7 +456,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
     char           t[AKC_TIME_LEN + 1];
     MDB_val        k, v;
     akc_record_t   rec;
-    unsigned char  hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
+    unsigned char  hash[AKC_HASH_LEN];
 
     rc = actl_lookup(ctx, txn, id, &rec);
     if (rc != ACTL_OK) {
@@ -503,25 +503,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
         break;
     }
 
-    /* rec points into the map: encode it before anything is written */
-
-    rc = akc_record_encode(&rec, buf, sizeof(buf));
-    if (rc < 0) {
-        actl_error(ctx, "akc_record_encode() failed");
-        return ACTL_FAIL;
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = hash;
-    v.mv_size = rc;
-    v.mv_data = buf;
-
-    rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(ctx, "mdb_put", rc);
-    }
-
-    return ACTL_OK;
+    return actl_put_record(ctx, txn, hash, &rec);
 }
 
 
@@ -603,7 +585,7 @@ actl_unlink(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *link,
     MDB_val        k, v;
     akc_str_t     *back;
     akc_record_t   rec;
-    unsigned char  hash[AKC_HASH_LEN], buf[AKC_RECORD_MAX_LEN];
+    unsigned char  hash[AKC_HASH_LEN];
 
     if (link->len == 0) {
         return ACTL_OK;
@@ -655,23 +637,5 @@ actl_unlink(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *link,
     back->len = 0;
     back->data = "";
 
-    /* rec points into the map: encode it before anything is written */
-
-    rc = akc_record_encode(&rec, buf, sizeof(buf));
-    if (rc < 0) {
-        actl_error(ctx, "akc_record_encode() failed");
-        return ACTL_FAIL;
-    }
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = hash;
-    v.mv_size = rc;
-    v.mv_data = buf;
-
-    rc = mdb_put(txn, ctx->dbs.keys, &k, &v, 0);
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(ctx, "mdb_put", rc);
-    }
-
-    return ACTL_OK;
+    return actl_put_record(ctx, txn, hash, &rec);
 }
