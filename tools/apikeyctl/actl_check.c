@@ -32,13 +32,17 @@ typedef struct {
 } actl_check_t;
 
 
+typedef int (*actl_check_entry_pt)(actl_check_t *chk, MDB_val *k, MDB_val *v);
+
+
 static int actl_check_begin(actl_check_t *chk);
 static void actl_check_files(actl_check_t *chk);
 static int actl_check_meta(actl_check_t *chk);
 static int actl_check_fingerprint(actl_check_t *chk);
 static int actl_check_u64(actl_check_t *chk, const char *name,
     uint64_t *value);
-static int actl_check_keys(actl_check_t *chk);
+static int actl_check_walk(actl_check_t *chk, MDB_dbi dbi, uint64_t *count,
+    actl_check_entry_pt handler);
 static int actl_check_record(actl_check_t *chk, MDB_val *k, MDB_val *v);
 static void actl_check_lifetime(actl_check_t *chk, const akc_record_t *rec);
 static int actl_check_instant(actl_check_t *chk, const akc_record_t *rec,
@@ -46,7 +50,6 @@ static int actl_check_instant(actl_check_t *chk, const akc_record_t *rec,
 static int actl_check_links(actl_check_t *chk, const akc_record_t *rec);
 static int actl_check_link(actl_check_t *chk, const akc_record_t *rec,
     const akc_str_t *link, int forward);
-static int actl_check_ids(actl_check_t *chk);
 static int actl_check_id(actl_check_t *chk, MDB_val *k, MDB_val *v);
 static int actl_check_find(actl_check_t *chk, const akc_str_t *id,
     akc_record_t *rec);
@@ -91,11 +94,12 @@ actl_cmd_check(actl_ctx_t *ctx, int argc, char **argv)
     }
 
     if (rc == ACTL_OK) {
-        rc = actl_check_keys(&chk);
+        rc = actl_check_walk(&chk, ctx->dbs.keys, &chk.keys,
+                             actl_check_record);
     }
 
     if (rc == ACTL_OK) {
-        rc = actl_check_ids(&chk);
+        rc = actl_check_walk(&chk, ctx->dbs.ids, &chk.ids, actl_check_id);
     }
 
     if (rc == ACTL_OK) {
@@ -372,14 +376,17 @@ actl_check_u64(actl_check_t *chk, const char *name, uint64_t *value)
 }
 
 
+/* every entry of a sub-database, to its handler */
+
 static int
-actl_check_keys(actl_check_t *chk)
+actl_check_walk(actl_check_t *chk, MDB_dbi dbi, uint64_t *count,
+    actl_check_entry_pt handler)
 {
     int          rc;
     MDB_val      k, v;
     MDB_cursor  *cur;
 
-    rc = mdb_cursor_open(chk->txn, chk->ctx->dbs.keys, &cur);
+    rc = mdb_cursor_open(chk->txn, dbi, &cur);
     if (rc != MDB_SUCCESS) {
         actl_mdb_error(chk->ctx, "mdb_cursor_open", rc);
         return ACTL_FAIL;
@@ -389,9 +396,9 @@ actl_check_keys(actl_check_t *chk)
          rc == MDB_SUCCESS;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
     {
-        chk->keys++;
+        (*count)++;
 
-        if (actl_check_record(chk, &k, &v) != ACTL_OK) {
+        if (handler(chk, &k, &v) != ACTL_OK) {
             mdb_cursor_close(cur);
             return ACTL_FAIL;
         }
@@ -591,42 +598,6 @@ actl_check_link(actl_check_t *chk, const akc_record_t *rec,
                  actl_quote(link->data, link->len, q2), back_what,
                  back->len ? actl_quote(back->data, back->len, q3)
                            : "no key");
-
-    return ACTL_OK;
-}
-
-
-static int
-actl_check_ids(actl_check_t *chk)
-{
-    int          rc;
-    MDB_val      k, v;
-    MDB_cursor  *cur;
-
-    rc = mdb_cursor_open(chk->txn, chk->ctx->dbs.ids, &cur);
-    if (rc != MDB_SUCCESS) {
-        actl_mdb_error(chk->ctx, "mdb_cursor_open", rc);
-        return ACTL_FAIL;
-    }
-
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == MDB_SUCCESS;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
-    {
-        chk->ids++;
-
-        if (actl_check_id(chk, &k, &v) != ACTL_OK) {
-            mdb_cursor_close(cur);
-            return ACTL_FAIL;
-        }
-    }
-
-    mdb_cursor_close(cur);
-
-    if (rc != MDB_NOTFOUND) {
-        actl_mdb_error(chk->ctx, "mdb_cursor_get", rc);
-        return ACTL_FAIL;
-    }
 
     return ACTL_OK;
 }
