@@ -16,11 +16,10 @@ use warnings;
 
 use Test::More;
 
-use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(http_get scaled);
-use IO::Handle;
+use Apikey::Load;
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -67,177 +66,84 @@ EOF
 
 $t->start();
 
-# the clients: each request logged with the times around it
+# the clients (Apikey::Load): each request logged with the times
+# around it, each answer checked against the state of its key then
 
 my $port = $t->port(0);
-my $stop = "$dir/stop";
-my @pids;
+my %class = (A => 'valid', R => 'revoked', N => 'added', U => 'unknown');
+my %initial = (A => 200, R => 200, N => 401, U => 401);
 
-for my $n (1 .. $clients) {
-    my $pid = fork() // die "fork: $!";
+my $load = Apikey::Load->new(port => $port, dir => "$dir/load",
+                             clients => $clients);
 
-    if ($pid == 0) {
-        open my $log, '>', "$dir/client.$n" or POSIX::_exit(1);
-        $log->autoflush(1);
-        my @classes = qw(A R N U);
-        my $end = time() + scaled(60);
-
-        srand($$);
-
-        while (!-e $stop && time() < $end) {
-            my $class = $classes[int rand 4];
-            my $key = $keys{$class}[int rand 20];
-            my $sent = time();
-            my $r = eval { http_get($port, '/', 'X-API-Key' => $key) };
-            my $got = time();
-            printf $log "%.6f %.6f %s %d\n", $sent, $got, $class,
-                   $r ? $r->{status} : 0;
-        }
-
-        close $log;
-        POSIX::_exit(0);
-    }
-
-    push @pids, $pid;
+for my $c (qw(A R N U)) {
+    $load->key("$c$_", $keys{$c}[$_ - 1], $class{$c}, $initial{$c})
+        for 1 .. 20;
 }
 
-# the commands, each with the times around it; the state each one
-# leaves: the status each class of key must get
+$load->start();
 
-my @states = ({ A => 200, R => 200, N => 401, U => 401 });
-my @windows;
+# the commands, each with the times around it and the status each key
+# it changes gets from it on
+
+sub ids {
+    my ($c, $status) = @_;
+    return map { ("$c$_" => $status) } 1 .. 20;
+}
 
 sub command {
-    my ($name, $state, @args) = @_;
+    my ($name, $states, @args) = @_;
 
     my %opts;
     %opts = %{shift @args} if ref $args[0] eq 'HASH';
 
-    my $start = time();
-    my ($rc, $out, $err) = $t->ctl(\%opts, @args);
-    my $end = time();
+    my ($rc, $out, $err) = $load->change($states,
+                                         sub { $t->ctl(\%opts, @args) },
+                                         name => $name);
 
     is($rc, 0, "$name under load") or diag($err);
-
-    if ($state) {
-        push @windows, [ $start, $end ];
-        push @states, { %{$states[-1]}, %$state };
-    }
 
     return $out;
 }
 
-# between the commands: the load goes on for some requests more
+$load->wait_requests(2000);
 
-sub more_requests {
-    my ($n) = @_;
-
-    my $count = sub {
-        my $lines = 0;
-
-        for my $c (1 .. $clients) {
-            open my $log, '<', "$dir/client.$c" or next;
-            $lines++ while <$log>;
-            close $log;
-        }
-
-        return $lines;
-    };
-
-    my $want = $count->() + $n;
-    my $end = time() + scaled(10);
-
-    sleep 0.05 while $count->() < $want && time() < $end;
-}
-
-more_requests(2000);
-
-command('backup', undef, 'backup', "$dir/backup");
+command('backup', {}, 'backup', "$dir/backup");
 my $saved = $t->ctl_ok('export');
 
-more_requests(2000);
+$load->wait_requests(2000);
 
-command('revoke', { R => 401 }, { input => join("\n", map { "R$_" } 1 .. 20)
-                                           . "\n" }, 'revoke', '-');
-more_requests(2000);
+command('revoke', { ids('R', 401) },
+        { input => join("\n", map { "R$_" } 1 .. 20) . "\n" },
+        'revoke', '-');
+$load->wait_requests(2000);
 
-command('import', { N => 200 },
+command('import', { ids('N', 200) },
         { input => "id,key\n" . join('', map { "N$_,$keys{N}[$_ - 1]\n" }
                                          1 .. 20) },
         'import', '-');
 command('gen', {}, 'gen', '--count', '10');
 
-more_requests(2000);
+$load->wait_requests(2000);
 
-my $out = command('restore', { R => 200, N => 401 }, 'restore',
+my $out = command('restore', { ids('R', 200), ids('N', 401) }, 'restore',
                   "$dir/backup");
 like($out, qr/^restored 50040 keys from/, 'restore output');
 
-more_requests(2000);
+$load->wait_requests(2000);
 
-open my $fh, '>', $stop or die;
-close $fh;
-
-waitpid($_, 0) for @pids;
+$load->stop();
 
 is($t->ctl_ok('export'), $saved, 'after restore: the backup\'s keys');
 
-# each answer against the states possible while it was in flight: state
-# k may be seen from the start of the command that made it to the end of
-# the one that replaced it
-
-my ($total, @wrong, %count);
-
-for my $n (1 .. $clients) {
-    open my $log, '<', "$dir/client.$n" or die;
-
-    while (<$log>) {
-        my ($sent, $got, $class, $status) = split;
-        my %allowed;
-
-        for my $k (0 .. $#states) {
-            my $from = $k == 0 ? 0 : $windows[$k - 1][0];
-            my $to = $k == $#states ? 9e9 : $windows[$k][1];
-
-            $allowed{ $states[$k]{$class} } = 1
-                if $sent <= $to && $got >= $from;
-        }
-
-        $total++;
-        $count{$status}++;
-
-        push @wrong, "$class got $status at $sent-$got"
-            unless $allowed{$status};
-    }
-
-    close $log;
-}
-
-diag("$total requests: " . join(', ', map { "$_: $count{$_}" }
-                                      sort keys %count));
-
-cmp_ok($total, '>', 100, 'enough requests under load');
-is(scalar(grep { $_ >= 500 || $_ == 0 } keys %count), 0, 'no 5xx, no failure');
-is(scalar @wrong, 0, 'every answer the one of its moment')
-    or diag(join("\n", @wrong[0 .. ($#wrong < 9 ? $#wrong : 9)]));
+my $s = $load->ok(name => 'backup and restore under load');
 
 # each class seen in each state at least once: the load covered them
 
-my %seen;
+my $c = $s->{classes};
 
-for my $n (1 .. $clients) {
-    open my $log, '<', "$dir/client.$n" or die;
-
-    while (<$log>) {
-        my ($sent, $got, $class, $status) = split;
-        $seen{"$class$status"}++;
-    }
-
-    close $log;
-}
-
-ok($seen{R401} && $seen{R200} && $seen{N200} && $seen{N401},
-   'revoked and added keys seen in both states');
+ok($c->{'revoked 401'} && $c->{'revoked 200'} && $c->{'added 200'}
+   && $c->{'added 401'}, 'revoked and added keys seen in both states');
 
 # a backup swapped in as the live directory: a key revoked in the live
 # database after the backup is valid in it; once the workers follow the
