@@ -30,8 +30,10 @@ package Apikey::Load;
 #       around each command that changes keys: from pending() until
 #       done() the key may get its old or its new status, after done()
 #       only the new one.  "default" gives the status of every key not
-#       listed (a restore: the keys not in the backup get 401).  Any
-#       process may call them (the truth lives in files in dir).
+#       listed that was added before pending() (a restore: the keys not
+#       in the backup get 401).  Any process may call them (the truth
+#       lives in files in dir).  A key added while its change is pending
+#       is for the test to avoid.
 #
 #   $load->change({ id => status }, sub { ... }, %opts)
 #
@@ -133,7 +135,8 @@ sub key {
     die "Apikey::Load: id \"$id\"" if $id !~ /^\S+$/;
     die "Apikey::Load: key of $id" if $key =~ /[\r\n]/;
 
-    $self->append('keys', "$id $class $status $key\n");
+    $self->append('keys', sprintf("%s %s %s %.6f %s\n", $id, $class, $status,
+                                  time(), $key));
 }
 
 # the truth: "pending N time name default id=status..." and "done N time"
@@ -242,7 +245,8 @@ sub client {
                     }
 
                     chomp $line;
-                    my ($id, undef, undef, $key) = split / /, $line, 4;
+                    my ($id, undef, undef, undef, $key) =
+                        split / /, $line, 5;
                     push @keys, [ $id, $key ];
                 }
             }
@@ -427,9 +431,10 @@ sub truth {
 
     while (<$fh>) {
         chomp;
-        my ($id, $class, $status) = split / /, $_, 4;
+        my ($id, $class, $status, $added) = split / /, $_, 5;
         push @order, $id unless $keys{$id};
-        $keys{$id} = { class => $class, initial => $status, events => [] };
+        $keys{$id} = { class => $class, initial => $status, added => $added,
+                       events => [] };
     }
 
     close $fh;
@@ -462,7 +467,10 @@ sub truth {
 
     for my $e (sort { $a->{start} <=> $b->{start} } @evs) {
         for my $id (@order) {
-            my $status = $e->{states}{$id} // $e->{default} // next;
+            my $status = $e->{states}{$id}
+                         // ($keys{$id}{added} < $e->{start}
+                             ? $e->{default} : undef)
+                         // next;
             push @{$keys{$id}{events}}, [ $e->{start}, $e->{end}, $status ];
         }
     }

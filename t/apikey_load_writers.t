@@ -1,0 +1,367 @@
+#!/usr/bin/perl
+
+# Tests concurrent writers while nginx serves under load, with two
+# workers (issue 9): import, revoke, rotate and restore run in loops of
+# their own, at the same time, while clients (Apikey::Load) send valid,
+# revoked, rotated, added, unknown, expired and malformed keys, and
+# every answer must be the one of its key at that moment.  The database
+# starts with a map of 1 MB, so the imports grow it while the workers
+# have it mapped (MDB_MAP_RESIZED in the workers).
+#
+# A restore brings back the backup made at the start, whose content
+# the test knows: it waits for the other writers to finish the command
+# they run (a writer-preferring lock), so that each key's changes come
+# one after the other; import, revoke and rotate change keys of their
+# own and overlap freely.  A rotated key's grace ends by itself: the
+# rotate loop keeps restores out until it has ended.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use Fcntl qw(:flock);
+use POSIX qw();
+use Time::HiRes qw(sleep time);
+
+use Apikey::Harness qw(scaled);
+use Apikey::Load;
+
+my $t = Apikey::Harness->new()->require_all();
+
+my $dir = $t->prefix();
+my $map = 1024 * 1024;
+
+$t->init_db('--map-size', '1M');
+
+# the keys: some made by gen (the checksum shape), the others imported
+
+my (%key, @csv);
+
+for my $n (1 .. 5) {
+    $key{"V$n"} = $t->gen('--id', "V$n");
+}
+
+sub word {
+    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
+}
+
+for my $c (qw(V R O N E)) {
+    my $count = { V => 10, R => 60, O => 20, N => 80, E => 5 }->{$c};
+    my $from = $c eq 'V' ? 6 : 1;
+
+    for my $n ($from .. $from + $count - 1) {
+        $key{"$c$n"} = "load-$c$n-" . word();
+    }
+}
+
+my $csv = "id,key,expires\n";
+
+for my $id (sort keys %key) {
+    next if $id =~ /^V[1-5]$/ || $id =~ /^N/;
+    $csv .= "$id,$key{$id}," . ($id =~ /^E/ ? '2020-01-01T00:00:00Z' : '')
+            . "\n";
+}
+
+$t->ctl_ok({ input => $csv }, 'import', '-');
+
+# unknown keys: of the gen shape, from another database, and not
+
+$t->init_db({ db => "$dir/other" });
+
+my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
+                                      '--count', '5');
+push @unknown, map { "load-U$_-" . word() } 1 .. 5;
+
+# malformed: a wrong checksum, too short, spaces
+
+(my $badsum = $key{V1}) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
+
+my @malformed = ($badsum, substr($key{V2}, 0, 10), 'ak_1', 'short',
+                 'ak_abc def ghi jkl mno pqr stu vwx yz0123');
+
+# the backup restored again and again; the status of each key in it
+
+$t->ctl_ok('backup', "$dir/backup");
+
+my %backup = map { $_ => ($_ =~ /^[VRO]/ ? 200 : 401) }
+             grep { !/^N/ } keys %key;
+
+$t->write_config(<<"EOF", workers => 2);
+    apikey_db %%DB%%;
+    apikey_secret %%SECRET%%;
+
+    server {
+        listen 127.0.0.1:%%PORT%%;
+
+        location / {
+            apikey on;
+            empty_gif;
+        }
+    }
+EOF
+
+$t->start();
+
+my $load = Apikey::Load->new(port => $t->port(0), dir => "$dir/load",
+                             clients => 3);
+
+my %class = (V => 'valid', R => 'revoked', O => 'rotated', N => 'added',
+             E => 'expired');
+
+for my $id (sort keys %key) {
+    my ($c) = $id =~ /^(.)/;
+    $load->key($id, $key{$id}, $class{$c}, $backup{$id} // 401);
+}
+
+$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
+$load->key("M$_", $malformed[$_ - 1], 'malformed', 401) for 1 .. @malformed;
+
+$load->start();
+$load->wait_requests(500);
+
+# the writer loops, each in a process of its own; each command's result
+# in writers.<name>: "ok" or "failed: exit N: stderr"
+
+my $stop = "$dir/writers.stop";
+my $gate = "$dir/gate";
+my $want = "$dir/gate.restore";
+my @writers;
+
+sub writer {
+    my ($name, $body) = @_;
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        srand($$);
+
+        open my $log, '>', "$dir/writers.$name" or POSIX::_exit(1);
+        $log->autoflush(1);
+
+        open my $lock, '>>', $gate or POSIX::_exit(1);
+
+        # each command apart from restores: a shared lock around it,
+        # not taken while a restore waits for the lock
+
+        my $shared = sub {
+            my ($sub) = @_;
+
+            sleep 0.01 while -e $want && !-e $stop;
+            flock($lock, LOCK_SH) or die "flock: $!";
+            my @r = $sub->();
+            flock($lock, LOCK_UN);
+
+            return @r;
+        };
+
+        my $ctl = sub {
+            my ($rc, $out, $err) = ctl(@_);
+            print $log $rc == 0 ? "ok\n" : "failed: exit $rc: $err\n";
+            return ($rc, $out);
+        };
+
+        my $n = 0;
+
+        eval {
+            while (!-e $stop) {
+                last unless $body->(++$n, $shared, $ctl, $lock);
+            }
+        };
+
+        print $log "failed: $@" if $@;
+        close $log;
+        POSIX::_exit(0);
+    }
+
+    push @writers, $pid;
+}
+
+# apikeyctl from a writer: as $t->ctl, with files of its own
+
+sub ctl {
+    my (@args) = @_;
+
+    my %opts;
+    %opts = %{shift @args} if ref $args[0] eq 'HASH';
+
+    my ($in, $out, $err) = map { "$dir/ctl.$$.$_" } qw(in out err);
+
+    open my $fh, '>', $in or die "$in: $!";
+    print $fh $opts{input} // '';
+    close $fh;
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', $in or POSIX::_exit(127);
+        open STDOUT, '>', $out or POSIX::_exit(127);
+        open STDERR, '>', $err or POSIX::_exit(127);
+        { exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), @args; }
+        POSIX::_exit(127);
+    }
+
+    waitpid($pid, 0);
+    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+
+    return ($rc, Apikey::Harness::slurp($out), Apikey::Harness::slurp($err));
+}
+
+# import: 2 keys the clients send and 1500 others a batch, each batch
+# growing the map
+
+my $fill = 0;
+
+writer('import', sub {
+    my ($n, $shared, $ctl) = @_;
+
+    return 0 if $n > 40;
+
+    my @ids = ("N" . (2 * $n - 1), "N" . (2 * $n));
+    my $in = "id,key\n" . join('', map { "$_,$key{$_}\n" } @ids);
+
+    $in .= join('', map { "F$n-$_,fill-$n-$_-" . word() . "\n" } 1 .. 1500);
+
+    $shared->(sub {
+        $load->change({ map { $_ => 200 } @ids },
+                      sub { $ctl->({ input => $in }, 'import', '-') },
+                      name => 'import');
+    });
+
+    sleep 0.1;
+    return 1;
+});
+
+# revoke: one key at a time; from its return on, 401
+
+writer('revoke', sub {
+    my ($n, $shared, $ctl) = @_;
+
+    return 0 if $n > 60;
+
+    $shared->(sub {
+        $load->change({ "R$n" => 401 }, sub { $ctl->('revoke', "R$n") },
+                      name => 'revoke');
+    });
+
+    sleep 0.1;
+    return 1;
+});
+
+# rotate with a grace of a second: the new key valid from the return,
+# the old one until the grace ends, within a second of the rotate's
+# start and return plus the grace (the expiry is in whole seconds, and
+# nginx's time is cached per event loop); no restore until then
+
+writer('rotate', sub {
+    my ($n, $shared, $ctl) = @_;
+
+    return 0 if $n > 20;
+
+    $shared->(sub {
+        my $start = time();
+        my ($rc, $out) = $ctl->('rotate', "O$n", '--grace', '1s',
+                                '--new-id', "O$n.new");
+        my $end = time();
+
+        return if $rc != 0;
+
+        chomp $out;
+        $load->key("O$n.new", $out, 'rotated_new', 200);
+        $load->window($start + 1 - 1, $end + 1 + 1.5, { "O$n" => 401 },
+                      name => 'grace');
+
+        sleep 0.02 while time() < $end + 1 + 1.6;
+    });
+
+    sleep 0.2;
+    return 1;
+});
+
+# restore: the backup of the start, alone; every key back to its status
+# in the backup, the others unknown
+
+writer('restore', sub {
+    my ($n, $shared, $ctl, $lock) = @_;
+
+    sleep 2;
+    return 0 if -e $stop;
+
+    open my $fh, '>', $want or die "$want: $!";
+    close $fh;
+
+    flock($lock, LOCK_EX) or die "flock: $!";
+
+    my ($rc, $out) = $load->change(\%backup,
+                                   sub { $ctl->('restore', '--force',
+                                                "$dir/backup") },
+                                   default => 401, name => 'restore');
+
+    flock($lock, LOCK_UN);
+    unlink $want;
+
+    return 1;
+});
+
+# about ten seconds of it
+
+my $end = time() + scaled(10);
+my $grown;
+
+while (time() < $end) {
+    sleep 0.5;
+
+    my $stats = $t->ctl_ok('stats', '--format', 'json');
+    $grown //= $1 if $stats =~ /"map_size":(\d+)/ && $1 > $map;
+}
+
+open my $fh, '>', $stop or die "$stop: $!";
+close $fh;
+
+waitpid($_, 0) for @writers;
+
+$load->wait_requests(500);
+$load->stop();
+
+# every command succeeded, each loop ran
+
+my %done;
+
+for my $name (qw(import revoke rotate restore)) {
+    open my $log, '<', "$dir/writers.$name" or die "writers.$name: $!";
+    my @lines = <$log>;
+    close $log;
+
+    my @failed = grep { !/^ok$/ } @lines;
+
+    $done{$name} = @lines;
+
+    cmp_ok(scalar @lines, '>', 0, "$name: some under load");
+    is(scalar @failed, 0, "$name: each one succeeded")
+        or diag(join('', @failed[0 .. ($#failed < 4 ? $#failed : 4)]));
+}
+
+my $stats = $t->ctl_ok('stats', '--format', 'json');
+my ($size) = $stats =~ /"map_size":(\d+)/;
+
+ok($grown && $size > $map, 'map grown under load')
+    or diag($stats);
+
+diag(join(', ', map { "$done{$_} ${_}s" } sort keys %done)
+     . "; map size $map, then $size");
+
+my $s = $load->ok(name => 'concurrent writers', min => 1000);
+
+# the load covered the changes
+
+my $c = $s->{classes};
+
+ok($c->{'revoked 401'} && $c->{'added 200'} && $c->{'rotated_new 200'}
+   && $c->{'rotated 401'}, 'revoked, added and rotated keys seen changed')
+    or diag(join(', ', map { "$_: $c->{$_}" } sort keys %$c));
+
+$t->stop();
+
+$t->check_log();
+
+done_testing();
