@@ -543,9 +543,10 @@ sub check {
             } elsif ($status >= 500) {
                 $what = 'unexpected_5xx';
             } elsif ($status == 200) {
-                $what = $k->{initial} == 200 || grep { $_->[2] == 200 }
-                                                     @{$k->{events}}
-                        ? 'revoked_accepted' : 'invalid_accepted';
+                my $valid = $k->{initial} == 200
+                            || grep { $_->[2] == 200 } @{$k->{events}};
+
+                $what = $valid ? 'revoked_accepted' : 'invalid_accepted';
             } elsif ($allowed->{200}) {
                 $what = 'valid_rejected';
             } else {
