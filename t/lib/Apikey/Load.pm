@@ -64,15 +64,25 @@ package Apikey::Load;
 #       change to 401 had returned), invalid_accepted (a key that was
 #       never valid: unknown, expired, malformed), unexpected_5xx,
 #       dropped (a connection closed or failed without an answer),
-#       other (any other unexpected status), status (count by status),
-#       classes (count by "class status"), samples (the first wrong
-#       answers, for diag).
+#       retried (sent again on a new connection: a keep-alive
+#       connection that nginx had closed between two requests without
+#       "Connection: close" failed before any byte of an answer, as
+#       when a worker exits), other (any other unexpected status),
+#       status (count by status), classes (count by "class status"),
+#       samples (the first wrong answers, for diag).
+#       Apikey::Load::summary($s) is the summary as one line.
+#
+#   Files in dir: keys ("id class status added key"), events (the
+#   changes, "pending", "done" and "unusable" lines), client.N (one
+#   line an answer: "sent answered id status retried", times in
+#   seconds), stop.
 #
 #   $load->ok(%opts);
 #
 #       check() and the assertions of a test: some requests (min, 100),
-#       0 wrong decisions, 0 unexpected 5xx, 0 dropped connections;
-#       diag of the summary.  Returns the summary.
+#       0 wrong decisions, 0 unexpected 5xx, 0 dropped connections, at
+#       most "retried" requests retried if given; diag of the summary.
+#       Returns the summary.
 
 use strict;
 use warnings;
@@ -265,7 +275,7 @@ sub client {
         # ends) is no drop: one more try on a new connection, for a
         # request on a connection that has already answered
 
-        my ($sent, $status, $close);
+        my ($sent, $status, $close, $retried);
 
         for my $try (1, 2) {
             my $reused = defined $s;
@@ -290,6 +300,7 @@ sub client {
             if ($status == 0 && $close eq 'before' && $reused && $try == 1) {
                 close $s;
                 undef $s;
+                $retried = 1;
                 next;
             }
 
@@ -298,7 +309,8 @@ sub client {
 
         my $got = time();
 
-        printf $log "%.6f %.6f %s %d\n", $sent, $got, $id, $status;
+        printf $log "%.6f %.6f %s %d %d\n", $sent, $got, $id, $status,
+                    $retried ? 1 : 0;
 
         if ($status == 0 || $close) {
             close $s if $s;
@@ -514,7 +526,7 @@ sub check {
     my ($keys, $unusable) = $self->truth();
     my %s = (requests => 0, wrong => 0, valid_rejected => 0,
              revoked_accepted => 0, invalid_accepted => 0,
-             unexpected_5xx => 0, dropped => 0, other => 0,
+             unexpected_5xx => 0, dropped => 0, other => 0, retried => 0,
              status => {}, classes => {}, samples => [],
              failed_clients => $self->{failed} // 0);
 
@@ -522,10 +534,11 @@ sub check {
         open my $log, '<', "$self->{dir}/client.$n" or next;
 
         while (<$log>) {
-            my ($a, $b, $id, $status) = split;
+            my ($a, $b, $id, $status, $retried) = split;
             my $k = $keys->{$id} or die "Apikey::Load: unknown id $id";
 
             $s{requests}++;
+            $s{retried}++ if $retried;
             $s{status}{$status}++;
             $s{classes}{"$k->{class} $status"}++;
 
@@ -575,9 +588,10 @@ sub summary {
 
     return sprintf("%d requests, %d wrong decisions (%d valid rejected,"
                    . " %d revoked accepted, %d invalid accepted, %d other),"
-                   . " %d unexpected 5xx, %d dropped; %s",
+                   . " %d unexpected 5xx, %d dropped, %d retried; %s",
                    @$s{qw(requests wrong valid_rejected revoked_accepted
-                          invalid_accepted other unexpected_5xx dropped)},
+                          invalid_accepted other unexpected_5xx dropped
+                          retried)},
                    join(', ', map { "$_: $s->{classes}{$_}" }
                               sort keys %{$s->{classes}}));
 }
@@ -599,6 +613,10 @@ sub ok {
         or Test::More::diag(join("\n", @{$s->{samples}}));
     Test::More::is($s->{dropped}, 0, "$name: no dropped connection")
         or Test::More::diag(join("\n", @{$s->{samples}}));
+
+    Test::More::cmp_ok($s->{retried}, '<=', $opts{retried},
+                       "$name: at most $opts{retried} requests retried")
+        if defined $opts{retried};
 
     return $s;
 }
