@@ -87,7 +87,10 @@ $t->ctl_ok('backup', "$dir/backup");
 my %backup = map { $_ => ($_ =~ /^[VRO]/ ? 200 : 401) }
              grep { !/^N/ } keys %key;
 
-$t->write_config(<<"EOF", workers => 2);
+$t->write_config(<<"EOF", workers => 2, access_log => 1);
+    log_format load '\$status \$apikey_status';
+    access_log %%PREFIX%%/logs/access.log load;
+
     apikey_db %%DB%%;
     apikey_secret %%SECRET%%;
 
@@ -363,6 +366,21 @@ ok($c->{'revoked 401'} && $c->{'added 200'} && $c->{'rotated_new 200'}
     or diag(join(', ', map { "$_: $c->{$_}" } sort keys %$c));
 
 $t->stop();
+
+# the answers the clients counted are the ones nginx logged
+
+my %logged;
+
+open my $al, '<', "$dir/logs/access.log" or die "access.log: $!";
+while (<$al>) {
+    my ($status) = split;
+    $logged{$status}++;
+}
+close $al;
+
+is(join(', ', map { "$_: $logged{$_}" } sort keys %logged),
+   join(', ', map { "$_: $s->{status}{$_}" } sort keys %{$s->{status}}),
+   'the answers counted are the ones nginx logged');
 
 $t->check_log();
 
