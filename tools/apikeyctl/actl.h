@@ -332,6 +332,7 @@ const char *actl_quote(const char *s, size_t len,
 
 void actl_no_core(void);
 void actl_sigbus_init(actl_ctx_t *ctx);
+void actl_lmdb_assert(MDB_env *env, const char *msg);
 void *actl_secure_malloc(size_t size);
 void *actl_secure_realloc(void *p, size_t size);
 void actl_secure_free(void *p);

@@ -124,6 +124,8 @@ actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy)
         goto done;
     }
 
+    (void) mdb_env_set_assert(copy->env, actl_lmdb_assert);
+
     /* a lock file made here has init's reader slots: nginx may serve it */
 
     rc = mdb_env_set_maxdbs(copy->env, AKC_MAXDBS);

@@ -144,6 +144,8 @@ actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode, size_t mapsize)
         return ACTL_FAIL;
     }
 
+    (void) mdb_env_set_assert(ctx->env, actl_lmdb_assert);
+
     /* maxreaders only counts when the lock file is made */
 
     rc = mdb_env_set_maxdbs(ctx->env, AKC_MAXDBS);

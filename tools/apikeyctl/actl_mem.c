@@ -23,6 +23,8 @@ static char    actl_sigsegv_msg[1024];
 static size_t  actl_sigsegv_len;
 static char    actl_sigsegv_problem[128];
 static size_t  actl_sigsegv_problem_len;
+static const char  *actl_assert_db;
+static unsigned     actl_assert_restore;
 
 
 /* core files would hold keys and the secret */
@@ -77,6 +79,10 @@ actl_sigbus_init(actl_ctx_t *ctx)
      */
 
     actl_sigsegv_msg_init(ctx);
+
+    actl_assert_db = ctx->db;
+    actl_assert_restore = (ctx->cmd != NULL
+                           && strcmp(ctx->cmd, "restore") == 0);
 
     if (ctx->cmd != NULL && strcmp(ctx->cmd, "check") == 0) {
         n = snprintf(actl_sigsegv_problem, sizeof(actl_sigsegv_problem),
@@ -160,6 +166,39 @@ actl_sigsegv_handler(int signo)
 
     n = write(STDERR_FILENO, actl_sigsegv_msg, actl_sigsegv_len);
     (void) n;
+
+    _exit(ACTL_FAIL);
+}
+
+
+/*
+ * LMDB's own checks of the pages it reads (mdb_env_set_assert()): a
+ * damaged page can fail one, and LMDB aborts once this returns; it is
+ * the damage a fault shows, said the same way, and never a core
+ */
+
+void
+actl_lmdb_assert(MDB_env *env, const char *msg)
+{
+    if (actl_sigsegv_problem_len) {
+        printf("problem: data.mdb is damaged: LMDB found a page "
+               "inconsistent (%s)\n", msg);
+        (void) fflush(stdout);
+    }
+
+    if (actl_assert_restore) {
+        fprintf(stderr, "apikeyctl: restore: LMDB found a page "
+                "inconsistent (%s): the data.mdb of the backup or of "
+                "\"%s\" is damaged (\"apikeyctl check\" on each tells "
+                "which); restore into a new directory and swap it in\n",
+                msg, actl_assert_db);
+
+    } else {
+        fprintf(stderr, "apikeyctl: %s: data.mdb is damaged: LMDB found a "
+                "page inconsistent (%s); restore a backup into a new "
+                "directory (init, then restore) and swap it in\n",
+                actl_assert_db ? actl_assert_db : "database", msg);
+    }
 
     _exit(ACTL_FAIL);
 }
