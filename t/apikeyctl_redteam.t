@@ -77,6 +77,22 @@ for my $size (qw(1 4k 65535)) {
     ok(!-e $dir, "init --map-size $size made nothing");
 }
 
+# a map the address space cannot hold fails, and leaves nothing behind
+# that would make every later command refuse the directory
+
+{
+    my $dir = $t->prefix . '/huge';
+    my ($rc, $out, $err) = $t->ctl({ db => $dir }, 'init', '--map-size',
+                                   '120t');
+    is($rc, 1, 'init --map-size 120t exit 1');
+    like($err, qr/Cannot allocate memory/, 'init --map-size 120t says why');
+    ok(!-e $dir, 'init --map-size 120t left nothing');
+
+    ($rc, $out, $err) = $t->ctl({ db => $dir }, 'init', '--map-size', '1g');
+    is($rc, 0, 'init of that directory then works') or diag $err;
+    $t->init_db({ db => $dir });
+}
+
 {
     my $dir = $t->prefix . '/small';
     my ($rc, $out, $err) = $t->ctl({ db => $dir }, 'init', '--map-size',

@@ -10,6 +10,7 @@
 
 
 static int actl_init_perms(actl_ctx_t *ctx, const char *user, gid_t gid);
+static void actl_init_undo(actl_ctx_t *ctx, int made);
 static int actl_init_chmod(actl_ctx_t *ctx, const char *path, mode_t mode,
     const char *user, gid_t gid);
 
@@ -17,7 +18,7 @@ static int actl_init_chmod(actl_ctx_t *ctx, const char *path, mode_t mode,
 int
 actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int             c, rc, exists, created, initialized, grown;
+    int             c, rc, exists, created, initialized, grown, made;
     gid_t           gid;
     size_t          mapsize;
     MDB_stat        ms;
@@ -100,7 +101,12 @@ actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv)
         return ACTL_FAIL;
     }
 
-    if (mkdir(ctx->db, user ? 0750 : 0700) == -1 && errno != EEXIST) {
+    made = 0;
+
+    if (mkdir(ctx->db, user ? 0750 : 0700) == 0) {
+        made = 1;
+
+    } else if (errno != EEXIST) {
         actl_error(NULL, "mkdir \"%s\": %s", ctx->db, strerror(errno));
         return ACTL_FAIL;
     }
@@ -108,7 +114,7 @@ actl_cmd_init(actl_ctx_t *ctx, int argc, char **argv)
     rc = actl_env_open(ctx, 0, user ? 0660 : 0600,
                        exists ? 0 : (mapsize ? mapsize : AKC_DEFAULT_MAPSIZE));
     if (rc != ACTL_OK) {
-        return rc;
+        goto close;
     }
 
     txn = NULL;
@@ -235,7 +241,40 @@ close:
 
     actl_close(ctx);
 
+    /*
+     * a new database that could not be made whole (a map larger than the
+     * address space, say) is not left behind for every later command to
+     * refuse
+     */
+
+    if (rc != ACTL_OK && !exists) {
+        actl_init_undo(ctx, made);
+    }
+
     return rc;
+}
+
+
+static void
+actl_init_undo(actl_ctx_t *ctx, int made)
+{
+    char  *path;
+
+    path = actl_path(ctx->db, AKC_DATA_FILE);
+    if (path != NULL) {
+        (void) unlink(path);
+        free(path);
+    }
+
+    path = actl_path(ctx->db, AKC_LOCK_FILE);
+    if (path != NULL) {
+        (void) unlink(path);
+        free(path);
+    }
+
+    if (made) {
+        (void) rmdir(ctx->db);
+    }
 }
 
 
