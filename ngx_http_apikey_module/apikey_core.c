@@ -745,7 +745,7 @@ akc_record_encode(const akc_record_t *rec, unsigned char *buf, size_t size)
         || !akc_scopes_valid(rec->scopes.data, rec->scopes.len)
         || !akc_plan_valid(rec->plan.data, rec->plan.len)
         || !akc_text_valid(rec->hint.data, rec->hint.len, AKC_HINT_MAX_LEN)
-        || (rec->flags & ~AKC_FLAG_DISABLED)
+        || (rec->flags & ~AKC_FLAGS)
         || size < akc_record_size(rec))
     {
         return AKC_ERROR;
@@ -840,7 +840,7 @@ akc_record_decode(akc_record_t *rec, const unsigned char *buf, size_t size)
 
     if (size < AKC_RECORD_HEADER_LEN || size > AKC_RECORD_MAX_LEN
         || buf[0] != AKC_RECORD_VERSION
-        || (buf[1] & ~AKC_FLAG_DISABLED)
+        || (buf[1] & ~AKC_FLAGS)
         || akc_get_u16(buf + 2) != 0)
     {
         return AKC_ERROR;

@@ -51,6 +51,8 @@
      + AKC_HINT_MAX_LEN)
 
 #define AKC_FLAG_DISABLED       0x01
+#define AKC_FLAG_RETIRED        0x02    /* replaced: its end is kept */
+#define AKC_FLAGS               (AKC_FLAG_DISABLED|AKC_FLAG_RETIRED)
 
 /* the database layout */
 #define AKC_MAXDBS              4

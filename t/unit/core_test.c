@@ -1039,6 +1039,56 @@ record_links(void **state)
 }
 
 
+/* a retired key: a flag of the record, whatever its links */
+
+static void
+record_retired(void **state)
+{
+    int             n, n2;
+    akc_record_t    rec, out;
+    unsigned char   buf[AKC_RECORD_MAX_LEN];
+
+    t_record_sample(&rec);
+    rec.flags = AKC_FLAG_RETIRED;
+    rec.expires = T_NOW + 3600;
+
+    n = akc_record_encode(&rec, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(buf[1], AKC_FLAG_RETIRED);
+    assert_int_equal(akc_record_decode(&out, buf, n), AKC_OK);
+    t_record_equal(&rec, &out);
+    assert_int_equal(out.flags, AKC_FLAG_RETIRED);
+    assert_int_equal(out.replaced_by.len, 0);
+
+    /* retired is no status of its own: the end decides */
+
+    out.flags = 0;
+    n2 = akc_record_status(&out, T_NOW);
+    out.flags = AKC_FLAG_RETIRED;
+    assert_int_equal(akc_record_status(&out, T_NOW), n2);
+    assert_int_equal(akc_record_status(&out, T_NOW + 3600),
+                     AKC_STATUS_EXPIRED);
+
+    rec.flags = AKC_FLAG_RETIRED | AKC_FLAG_DISABLED;
+    rec.replaced_by = t_str("key-0002");
+    n = akc_record_encode(&rec, buf, sizeof(buf));
+    assert_true(n > 0);
+    assert_int_equal(akc_record_decode(&out, buf, n), AKC_OK);
+    t_record_equal(&rec, &out);
+    assert_int_equal(akc_record_status(&out, T_NOW), AKC_STATUS_DISABLED);
+
+    /* an unknown flag beside it is still refused, both ways */
+
+    rec.flags = AKC_FLAG_RETIRED | 0x04;
+    assert_int_equal(akc_record_encode(&rec, buf, sizeof(buf)), AKC_ERROR);
+
+    rec.flags = AKC_FLAG_RETIRED;
+    n = akc_record_encode(&rec, buf, sizeof(buf));
+    buf[1] = AKC_FLAG_RETIRED | 0x04;
+    assert_int_equal(t_decode_copy(buf, n), AKC_ERROR);
+}
+
+
 static void
 record_roundtrip_max(void **state)
 {
@@ -1175,7 +1225,7 @@ record_encode_invalid(void **state)
     assert_int_equal(akc_record_encode(&bad, buf, sizeof(buf)), AKC_ERROR);
 
     bad = rec;
-    bad.flags = 0x02;
+    bad.flags = 0x04;
     assert_int_equal(akc_record_encode(&bad, buf, sizeof(buf)), AKC_ERROR);
 
     bad = rec;
@@ -1248,7 +1298,9 @@ record_decode_header(void **state)
     assert_int_equal(out.flags, AKC_FLAG_DISABLED);
     assert_int_equal(akc_record_status(&out, T_NOW), AKC_STATUS_DISABLED);
 
-    b[1] = 0x02;
+    b[1] = 0x04;
+    assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
+    b[1] = 0x04 | AKC_FLAG_RETIRED;
     assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
     b[1] = 0x80 | AKC_FLAG_DISABLED;
     assert_int_equal(t_decode_copy(b, n), AKC_ERROR);
@@ -1452,7 +1504,7 @@ record_decode_fuzz(void **state)
             assert_true(akc_id_valid(out.id.data, out.id.len));
             assert_true(out.subject.len <= AKC_SUBJECT_MAX_LEN);
             assert_true(out.hint.len <= AKC_HINT_MAX_LEN);
-            assert_int_equal(out.flags & ~AKC_FLAG_DISABLED, 0);
+            assert_int_equal(out.flags & ~AKC_FLAGS, 0);
 
             /* whatever decodes encodes back to the same bytes */
 
@@ -2835,6 +2887,7 @@ main(void)
         cmocka_unit_test(record_roundtrip),
         cmocka_unit_test(record_roundtrip_empty),
         cmocka_unit_test(record_links),
+        cmocka_unit_test(record_retired),
         cmocka_unit_test(record_roundtrip_max),
         cmocka_unit_test(record_encode_invalid),
         cmocka_unit_test(record_decode_truncated),
