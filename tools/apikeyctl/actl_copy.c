@@ -16,6 +16,8 @@
 
 
 static void actl_copy_sigbus_handler(int signo);
+static int actl_copy_link(actl_copy_t *copy, const akc_record_t *rec,
+    const akc_str_t *link, int forward, char *why, size_t size);
 
 
 static char    actl_copy_sigbus_msg[1024];
@@ -224,8 +226,9 @@ done:
 /*
  * Every record decodes and the id of each names it: distinct keys then
  * carry distinct ids, and as many ids as keys that carry one means that
- * every id names a key that carries it.  What restore puts in the live
- * database is whole.
+ * every id names a key that carries it.  The rotation links pair as
+ * check wants them: a link names another key of the copy, which links
+ * back.  What restore puts in the live database is whole.
  */
 
 int
@@ -238,7 +241,7 @@ actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy)
     const char    *why;
     MDB_cursor    *cur;
     akc_record_t   rec;
-    char           q[ACTL_QUOTE_LEN];
+    char           q[ACTL_QUOTE_LEN], link[4 * ACTL_QUOTE_LEN];
 
     rc = mdb_cursor_open(copy->txn, copy->dbs.keys, &cur);
     if (rc != MDB_SUCCESS) {
@@ -284,6 +287,24 @@ actl_copy_verify(actl_ctx_t *ctx, actl_copy_t *copy)
         }
 
         nids++;
+
+        if (rec.replaced_by.len) {
+            rc = actl_copy_link(copy, &rec, &rec.replaced_by, 1, link,
+                                sizeof(link));
+            if (rc != MDB_SUCCESS) {
+                why = (rc == ACTL_INVALID) ? link : NULL;
+                break;
+            }
+        }
+
+        if (rec.replaces.len) {
+            rc = actl_copy_link(copy, &rec, &rec.replaces, 0, link,
+                                sizeof(link));
+            if (rc != MDB_SUCCESS) {
+                why = (rc == ACTL_INVALID) ? link : NULL;
+                break;
+            }
+        }
     }
 
     mdb_cursor_close(cur);
@@ -317,6 +338,82 @@ failed:
                actl_quote(copy->path, strlen(copy->path), q),
                mdb_strerror(rc));
     return ACTL_FAIL;
+}
+
+
+/*
+ * MDB_SUCCESS: the key a link names is in the copy and links back;
+ * ACTL_INVALID: it does not, why says so; an LMDB error otherwise.
+ */
+
+static int
+actl_copy_link(actl_copy_t *copy, const akc_record_t *rec,
+    const akc_str_t *link, int forward, char *why, size_t size)
+{
+    int                rc;
+    MDB_val            k, v;
+    akc_record_t       other;
+    const char        *what, *back_what;
+    const akc_str_t   *back;
+    char               q[ACTL_QUOTE_LEN], q2[ACTL_QUOTE_LEN];
+    char               q3[ACTL_QUOTE_LEN];
+
+    what = forward ? "is replaced by" : "replaces";
+    back_what = forward ? "replaces" : "is replaced by";
+
+    actl_quote(rec->id.data, rec->id.len, q);
+    actl_quote(link->data, link->len, q2);
+
+    if (link->len == rec->id.len
+        && memcmp(link->data, rec->id.data, link->len) == 0)
+    {
+        snprintf(why, size, "key %s %s itself", q, what);
+        return ACTL_INVALID;
+    }
+
+    k.mv_size = link->len;
+    k.mv_data = (void *) link->data;
+
+    rc = mdb_get(copy->txn, copy->dbs.ids, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        snprintf(why, size, "key %s %s %s, which is not in it", q, what, q2);
+        return ACTL_INVALID;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    k = v;
+
+    rc = (k.mv_size == AKC_HASH_LEN)
+         ? mdb_get(copy->txn, copy->dbs.keys, &k, &v) : MDB_NOTFOUND;
+
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        return rc;
+    }
+
+    if (rc == MDB_NOTFOUND
+        || akc_record_decode(&other, v.mv_data, v.mv_size) != AKC_OK)
+    {
+        /* the id of a key that is not there: found by the caller later */
+        snprintf(why, size, "key %s %s %s, which is not in it", q, what, q2);
+        return ACTL_INVALID;
+    }
+
+    back = forward ? &other.replaces : &other.replaced_by;
+
+    if (back->len == rec->id.len
+        && memcmp(back->data, rec->id.data, back->len) == 0)
+    {
+        return MDB_SUCCESS;
+    }
+
+    snprintf(why, size, "key %s %s %s, which %s %s", q, what, q2, back_what,
+             back->len ? actl_quote(back->data, back->len, q3) : "no key");
+
+    return ACTL_INVALID;
 }
 
 
