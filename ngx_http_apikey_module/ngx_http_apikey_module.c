@@ -34,6 +34,9 @@
 
 #define NGX_HTTP_APIKEY_ERRLEN          1024
 
+/* the part of an LMDB assertion's message kept for the log */
+#define NGX_HTTP_APIKEY_ASSERTLEN       256
+
 /* where a read of a damaged data file faulted */
 #define NGX_HTTP_APIKEY_DAMAGED_READ    1
 #define NGX_HTTP_APIKEY_DAMAGED_OPEN    2
@@ -268,6 +271,7 @@ static void ngx_http_apikey_fault_error(ngx_log_t *log,
 static ngx_uint_t ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
     ngx_file_info_t *data, ngx_file_info_t *lock);
 static void ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc);
+static void ngx_http_apikey_assert(MDB_env *env, const char *msg);
 
 static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -441,12 +445,16 @@ static ngx_http_apikey_handle_t  *ngx_http_apikey_handles;
 /*
  * Where a fault inside LMDB jumps to, with the signal: SIGBUS when a data
  * file or lock file truncated under the map is read past its end, SIGSEGV
- * when damaged bytes in a page send LMDB's reads astray.  Set only around
+ * when damaged bytes in a page send LMDB's reads astray, SIGABRT when
+ * LMDB finds a page inconsistent and fails one of its own assertions
+ * (the message kept in ngx_http_apikey_fault_assert).  Set only around
  * LMDB calls, and only by this thread; any other fault is left to the
  * actions these were before.
  */
 static sigjmp_buf *volatile       ngx_http_apikey_fault_jmp;
 static volatile sig_atomic_t      ngx_http_apikey_fault_signo;
+static u_char                     ngx_http_apikey_fault_assert[
+                                      NGX_HTTP_APIKEY_ASSERTLEN];
 static struct sigaction           ngx_http_apikey_old_sigbus;
 static struct sigaction           ngx_http_apikey_old_sigsegv;
 #if (NGX_LINUX)
@@ -2391,6 +2399,14 @@ ngx_http_apikey_handle_open(ngx_log_t *log, ngx_http_apikey_env_t *env,
         goto failed;
     }
 
+    /* an assertion LMDB fails on a damaged page is answered as a fault */
+
+    rc = mdb_env_set_assert(h->env, ngx_http_apikey_assert);
+    if (rc != MDB_SUCCESS) {
+        what = "mdb_env_set_assert()";
+        goto failed;
+    }
+
     rc = mdb_env_set_maxdbs(h->env, AKC_MAXDBS);
     if (rc != MDB_SUCCESS) {
         what = "mdb_env_set_maxdbs()";
@@ -2607,6 +2623,7 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
      */
 
     if ((ngx_http_apikey_fault_signo == SIGSEGV
+         || ngx_http_apikey_fault_signo == SIGABRT
          || where == NGX_HTTP_APIKEY_DAMAGED_OPEN)
         && h->env != NULL
         && mdb_env_get_fd(h->env, &fd) == MDB_SUCCESS
@@ -2630,6 +2647,19 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
     }
 
     /* damaged bytes in a page, which "apikeyctl check" finds too */
+
+    if (ngx_http_apikey_fault_signo == SIGABRT) {
+        ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\" is not usable: "
+                                  "\"%s\" is damaged: LMDB found it "
+                                  "inconsistent (%s) while %s it; run "
+                                  "\"apikeyctl -d %s check\", restore a "
+                                  "backup into a new directory and swap it "
+                                  "in", env->path, env->data_path,
+                                  ngx_http_apikey_fault_assert, doing,
+                                  env->path);
+        return;
+    }
 
     ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                               "apikey database \"%s\" is not usable: "
@@ -2856,6 +2886,38 @@ ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc)
     if (si == NULL || si->si_code <= 0) {
         (void) raise(signo);
     }
+}
+
+
+static void
+ngx_http_apikey_assert(MDB_env *env, const char *msg)
+{
+    sigjmp_buf  *jb;
+
+    /*
+     * LMDB calls abort() once this returns: inside the fault guard the
+     * request is answered 503 instead, and the data file is handled as
+     * one whose reads faulted; elsewhere it aborts, as before
+     */
+
+    jb = ngx_http_apikey_fault_jmp;
+
+#if (NGX_LINUX)
+    if (jb != NULL && syscall(SYS_gettid) != ngx_http_apikey_fault_tid) {
+        jb = NULL;
+    }
+#endif
+
+    if (jb == NULL) {
+        return;
+    }
+
+    (void) ngx_cpystrn(ngx_http_apikey_fault_assert, (u_char *) msg,
+                       NGX_HTTP_APIKEY_ASSERTLEN);
+
+    ngx_http_apikey_fault_jmp = NULL;
+    ngx_http_apikey_fault_signo = SIGABRT;
+    siglongjmp(*jb, 1);
 }
 
 
