@@ -4,7 +4,8 @@
 # input with "-": one a line, blank lines ignored, all in one
 # transaction; an unknown id fails the whole command and changes nothing
 # unless --ignore-missing, which reports it and applies the others; a
-# line that holds a key is refused and not shown.
+# line that holds a key is refused and not shown; an id given twice is
+# applied once; an update that changes nothing writes nothing.
 
 use strict;
 use warnings;
@@ -177,6 +178,92 @@ $t->ctl_ok({ input => $csv }, 'import', '-');
 is($rc, 0, 'revoke 50 ids exit code');
 is(scalar(() = $out =~ /^revoked /mg), 50, 'revoke 50 ids output');
 is($t->ctl_ok('export') =~ /"m\d+"/ ? 1 : 0, 0, 'revoke 50 ids applied');
+
+# an id given more than once: applied once, noted, not an error
+
+sub generation {
+    my ($g) = $t->ctl_ok('stats') =~ /^generation: +(\d+)$/m;
+    return $g;
+}
+
+$t->gen('--id', $_) for qw(x1 x2);
+
+for my $cmd (['disable'], ['enable'], ['expire', '--at', '30d'],
+             ['revoke'])
+{
+    my $name = $cmd->[0];
+    my ($g, $done) = (generation(), $name =~ /^(?:expire)$/ ? 'expires'
+                                               : "${name}d");
+
+    ($rc, $out, $err) = $t->ctl(@$cmd, 'x1', 'x2', 'x1', 'x1');
+    is($rc, 0, "$name x1 x2 x1 x1: exit code");
+    like($out, qr/\A$done "x1"[^\n]*\n$done "x2"[^\n]*\n\z/,
+         "$name x1 x2 x1 x1: each once");
+    is($err, qq{apikeyctl: $name: id "x1" given more than once, applied }
+             . "once\n", "$name x1 x2 x1 x1: noted once");
+    is(generation(), $g + 1, "$name x1 x2 x1 x1: one write");
+}
+
+$t->ctl('revoke', '--ignore-missing', 'x1');
+$key{x1} = $t->gen('--id', 'x1');
+
+($rc, $out, $err) = $t->ctl({ input => "x1\nx1\n" }, 'revoke', '-');
+is($rc, 0, 'revoke - x1 x1: exit code');
+is($out, qq{revoked "x1"\n}, 'revoke - x1 x1: revoked once');
+is($err, qq{apikeyctl: revoke: id "x1" given more than once, applied once\n},
+   'revoke - x1 x1: noted');
+is(status('x1'), 'unknown', 'revoke - x1 x1: applied');
+
+$t->ctl('revoke', '--ignore-missing', 'x1');
+$key{x1} = $t->gen('--id', 'x1');
+
+($rc, $out, $err) = $t->ctl('revoke', '--ignore-missing', 'x1', 'nope',
+                            'x1', 'nope');
+is($rc, 0, 'revoke --ignore-missing x1 nope x1 nope: exit code');
+is($out, qq{revoked "x1"\n}, 'revoke --ignore-missing x1 x1: revoked');
+is($err, qq{apikeyctl: revoke: no key with id "nope", ignored\n}
+         . qq{apikeyctl: revoke: id "x1" given more than once, applied once\n}
+         . qq{apikeyctl: revoke: id "nope" given more than once, applied }
+         . "once\n", 'revoke --ignore-missing x1 x1: no false "ignored"');
+
+($rc, $out, $err) = $t->ctl('revoke', 'nope', 'nope');
+is($rc, 3, 'revoke nope nope: exit code');
+is($err, qq{apikeyctl: revoke: no key with id "nope"\n},
+   'revoke nope nope: message');
+
+# an update that changes nothing writes nothing
+
+$key{y1} = $t->gen('--id', 'y1');
+
+my $g = generation();
+
+($rc, $out, $err) = $t->ctl('revoke', '--ignore-missing', 'nope', 'none');
+is($rc, 0, 'revoke --ignore-missing of absent ids: exit code');
+is($out, '', 'revoke --ignore-missing of absent ids: nothing revoked');
+is(generation(), $g, 'revoke --ignore-missing of absent ids: no write');
+
+($rc, $out) = $t->ctl('enable', 'y1');
+is($rc, 0, 'enable of an enabled key: exit code');
+is($out, qq{enabled "y1"\n}, 'enable of an enabled key: output');
+is(generation(), $g, 'enable of an enabled key: no write');
+
+$t->ctl_ok('disable', 'y1');
+is(generation(), $g + 1, 'disable: one write');
+
+($rc, $out) = $t->ctl('disable', 'y1', 'y1');
+is($rc, 0, 'disable of a disabled key: exit code');
+is($out, qq{disabled "y1"\n}, 'disable of a disabled key: output');
+is(generation(), $g + 1, 'disable of a disabled key: no write');
+
+$t->ctl_ok('expire', '--at', '2030-01-01T00:00:00Z', 'y1');
+$t->ctl_ok('expire', '--at', '2030-01-01T00:00:00Z', 'y1');
+is(generation(), $g + 2, 'expire at the same time again: no write');
+
+($rc, $out, $err) = $t->ctl({ input => "y1\n" }, 'disable',
+                            '--ignore-missing', '-');
+is($rc, 0, 'disable - of a disabled key: exit code');
+is(generation(), $g + 2, 'disable - of a disabled key: no write');
+is(status('y1'), 'disabled', 'disable of a disabled key: still disabled');
 
 # help
 

@@ -53,6 +53,9 @@
 /* a write handler's answer to MDB_MAP_FULL: actl_write() grows the map */
 #define ACTL_MAP_FULL           -1
 
+/* a write handler that changed nothing: actl_write() aborts, no commit */
+#define ACTL_UNCHANGED          -2
+
 #define ACTL_MAP_GROW_MAX       ((size_t) 1 << 40)
 #define ACTL_MAP_MIN            ((size_t) 64 * 1024)
 
@@ -359,6 +362,9 @@ int actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     akc_record_t *rec);
 int actl_each(actl_ctx_t *ctx, MDB_txn *txn, const char *subject,
     actl_each_pt handler, void *data);
+int actl_keys_find(actl_ctx_t *ctx, MDB_txn *txn, char **ids, size_t n,
+    unsigned char *found);
+int actl_damaged(actl_ctx_t *ctx, const char *id);
 
 
 /* actl_fields.c: arguments and fields */

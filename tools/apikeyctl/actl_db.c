@@ -466,6 +466,11 @@ actl_write(actl_ctx_t *ctx, actl_write_pt handler, void *data)
 
         rc = handler(ctx, txn, data);
 
+        if (rc == ACTL_UNCHANGED) {
+            mdb_txn_abort(txn);
+            return ACTL_OK;
+        }
+
         if (rc == ACTL_OK) {
             rc = akc_meta_touch(txn, &ctx->dbs, ctx->now);
 
@@ -589,10 +594,11 @@ int
 actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     akc_record_t *rec)
 {
-    int      rc;
-    char     q[ACTL_QUOTE_LEN];
-    size_t   len;
-    MDB_val  k, v;
+    int            rc;
+    char           q[ACTL_QUOTE_LEN];
+    size_t         len;
+    MDB_val        k, v;
+    unsigned char  found;
 
     len = strlen(id);
 
@@ -607,6 +613,18 @@ actl_lookup(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
 
     if (rc == MDB_NOTFOUND) {
+
+        /* a damaged ids page must not pass for an unknown id */
+
+        rc = actl_keys_find(ctx, txn, (char **) &id, 1, &found);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+
+        if (found) {
+            return actl_damaged(ctx, id);
+        }
+
         actl_error(ctx, "no key with id %s", actl_quote(id, len, q));
         return ACTL_INVALID;
     }
@@ -705,4 +723,100 @@ actl_each(actl_ctx_t *ctx, MDB_txn *txn, const char *subject,
     }
 
     return ACTL_OK;
+}
+
+
+/*
+ * The ids of the records in keys, for ids that ids does not hold: one
+ * walk over keys for all of them, sorted in strcmp() order and each one
+ * given once, found[i] set for each one a record holds.  It
+ * is only taken when an id is not found, so a damaged ids page is told
+ * apart from an unknown id.
+ */
+
+int
+actl_keys_find(actl_ctx_t *ctx, MDB_txn *txn, char **ids, size_t n,
+    unsigned char *found)
+{
+    int            rc, c;
+    size_t         i, lo, hi, len, left;
+    MDB_val        k, v;
+    MDB_cursor    *cur;
+    akc_record_t   rec;
+
+    memset(found, 0, n);
+
+    rc = mdb_cursor_open(txn, ctx->dbs.keys, &cur);
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(ctx, "mdb_cursor_open", rc);
+        return ACTL_FAIL;
+    }
+
+    left = n;
+
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == MDB_SUCCESS && left > 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+    {
+        /* a record that does not decode is for "apikeyctl check" */
+
+        if (akc_record_decode(&rec, v.mv_data, v.mv_size) != AKC_OK) {
+            continue;
+        }
+
+        /* a binary search: ids are sorted */
+
+        lo = 0;
+        hi = n;
+
+        while (lo < hi) {
+            i = lo + (hi - lo) / 2;
+
+            len = strlen(ids[i]);
+
+            c = memcmp(rec.id.data, ids[i],
+                       rec.id.len < len ? rec.id.len : len);
+            if (c == 0) {
+                c = (rec.id.len > len) - (rec.id.len < len);
+            }
+
+            if (c == 0) {
+                if (!found[i]) {
+                    found[i] = 1;
+                    left--;
+                }
+
+                break;
+            }
+
+            if (c < 0) {
+                hi = i;
+
+            } else {
+                lo = i + 1;
+            }
+        }
+    }
+
+    mdb_cursor_close(cur);
+
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        actl_mdb_error(ctx, "mdb_cursor_get", rc);
+        return ACTL_FAIL;
+    }
+
+    return ACTL_OK;
+}
+
+
+int
+actl_damaged(actl_ctx_t *ctx, const char *id)
+{
+    char  q[ACTL_QUOTE_LEN];
+
+    actl_error(ctx, "database \"%s\" is damaged: key %s is in keys but "
+               "not in ids; nothing was changed; run \"apikeyctl check\"",
+               ctx->db, actl_quote(id, strlen(id), q));
+
+    return ACTL_FAIL;
 }

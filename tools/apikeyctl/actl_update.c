@@ -9,12 +9,30 @@
 #include "actl.h"
 
 
+/* the state of each id given */
+
+#define ACTL_UPD_APPLY          0
+#define ACTL_UPD_MISSING        1
+#define ACTL_UPD_REPEATED       2       /* given again, applied once */
+#define ACTL_UPD_REPEATED_NOTE  3       /* the first repeat, noted */
+
+
+typedef struct {
+    char                   *id;
+    size_t                  i;
+} actl_update_id_t;
+
+
 /* what the write transaction of an update needs, kept outside it */
 
 typedef struct {
     char                  **ids;
     size_t                  n;
-    unsigned char          *missing;
+    unsigned char          *state;
+    actl_update_id_t       *sorted;
+    char                  **missing;
+    size_t                 *missing_i;
+    unsigned char          *found;
     actl_op_e               op;
     int64_t                 at;
     unsigned                ignore_missing:1;
@@ -25,10 +43,15 @@ static int actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     int64_t at, int ignore_missing);
 static int actl_read_ids(actl_ctx_t *ctx, char **buf, char ***ids,
     size_t *n);
+static int actl_update_alloc(actl_ctx_t *ctx, actl_update_t *upd);
+static void actl_update_free(actl_update_t *upd);
+static int actl_update_id_cmp(const void *one, const void *two);
 static int actl_update_write(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static int actl_update_missing(actl_ctx_t *ctx, MDB_txn *txn,
+    actl_update_t *upd, size_t nmissing);
 static int actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id);
 static int actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
-    actl_op_e op, int64_t at);
+    actl_op_e op, int64_t at, int *changed);
 static int actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
     const akc_record_t *rec, unsigned char *hash);
 static int actl_unlink(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *link,
@@ -116,7 +139,6 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     int             c, rc;
     char           *buf, **ids;
     size_t          i, n;
-    unsigned char  *missing;
     actl_update_t   upd;
     char            t[AKC_TIME_LEN + 1], q[ACTL_QUOTE_LEN];
 
@@ -156,7 +178,7 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     }
 
     buf = NULL;
-    missing = NULL;
+    memset(&upd, 0, sizeof(actl_update_t));
 
     if (strcmp(argv[optind], "-") == 0) {
         rc = actl_read_ids(ctx, &buf, &ids, &n);
@@ -169,19 +191,16 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
         n = argc - optind;
     }
 
-    missing = calloc(n, 1);
-    if (missing == NULL) {
-        actl_error(ctx, "calloc() failed: %s", strerror(errno));
-        rc = ACTL_FAIL;
-        goto free;
-    }
-
     upd.ids = ids;
     upd.n = n;
-    upd.missing = missing;
     upd.op = op;
     upd.at = at;
     upd.ignore_missing = ignore_missing;
+
+    rc = actl_update_alloc(ctx, &upd);
+    if (rc != ACTL_OK) {
+        goto free;
+    }
 
     rc = actl_open(ctx, 0);
     if (rc != ACTL_OK) {
@@ -197,14 +216,18 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
     }
 
     for (i = 0; i < n; i++) {
-        if (missing[i]) {
+        if (upd.state[i] == ACTL_UPD_MISSING) {
             actl_error(ctx, "no key with id %s, ignored",
+                       actl_quote(ids[i], strlen(ids[i]), q));
+
+        } else if (upd.state[i] == ACTL_UPD_REPEATED_NOTE) {
+            actl_error(ctx, "id %s given more than once, applied once",
                        actl_quote(ids[i], strlen(ids[i]), q));
         }
     }
 
     for (i = 0; i < n; i++) {
-        if (missing[i]) {
+        if (upd.state[i] != ACTL_UPD_APPLY) {
             continue;
         }
 
@@ -230,7 +253,7 @@ actl_update(actl_ctx_t *ctx, int argc, char **argv, actl_op_e op,
 
 free:
 
-    free(missing);
+    actl_update_free(&upd);
 
     if (buf != NULL) {
         free(ids);
@@ -242,8 +265,89 @@ free:
 
 
 /*
+ * The arrays of an update, made before its transaction: an id given
+ * more than once is found in the ids sorted, and applied once.
+ */
+
+static int
+actl_update_alloc(actl_ctx_t *ctx, actl_update_t *upd)
+{
+    size_t             i, n;
+    actl_update_id_t  *sorted;
+
+    n = upd->n;
+
+    upd->state = calloc(n, 1);
+    upd->found = calloc(n, 1);
+    upd->sorted = malloc(n * sizeof(actl_update_id_t));
+    upd->missing = malloc(n * sizeof(char *));
+    upd->missing_i = malloc(n * sizeof(size_t));
+
+    if (upd->state == NULL || upd->found == NULL || upd->sorted == NULL
+        || upd->missing == NULL || upd->missing_i == NULL)
+    {
+        actl_error(ctx, "malloc() failed: %s", strerror(errno));
+        return ACTL_FAIL;
+    }
+
+    sorted = upd->sorted;
+
+    for (i = 0; i < n; i++) {
+        sorted[i].id = upd->ids[i];
+        sorted[i].i = i;
+    }
+
+    qsort(sorted, n, sizeof(actl_update_id_t), actl_update_id_cmp);
+
+    /* the first given of equal ids sorts first */
+
+    for (i = 1; i < n; i++) {
+        if (strcmp(sorted[i].id, sorted[i - 1].id) != 0) {
+            continue;
+        }
+
+        upd->state[sorted[i].i] =
+            (upd->state[sorted[i - 1].i] == ACTL_UPD_APPLY)
+            ? ACTL_UPD_REPEATED_NOTE : ACTL_UPD_REPEATED;
+    }
+
+    return ACTL_OK;
+}
+
+
+static void
+actl_update_free(actl_update_t *upd)
+{
+    free(upd->state);
+    free(upd->found);
+    free(upd->sorted);
+    free(upd->missing);
+    free(upd->missing_i);
+}
+
+
+static int
+actl_update_id_cmp(const void *one, const void *two)
+{
+    const actl_update_id_t  *a = one;
+    const actl_update_id_t  *b = two;
+
+    int  rc;
+
+    rc = strcmp(a->id, b->id);
+
+    if (rc != 0) {
+        return rc;
+    }
+
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+
+/*
  * Run again from the start after the map is grown: the unknown ids that
  * --ignore-missing passes over are noted, and reported after the commit.
+ * An update that changes nothing writes nothing: the generation stays.
  */
 
 static int
@@ -251,34 +355,114 @@ actl_update_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 {
     actl_update_t  *upd = data;
 
-    int     rc;
-    size_t  i;
+    int     rc, changed;
+    size_t  i, nmissing;
+
+    nmissing = 0;
 
     for (i = 0; i < upd->n; i++) {
-        upd->missing[i] = 0;
 
-        /* --ignore-missing: an unknown id is passed over */
-
-        if (upd->ignore_missing) {
-            rc = actl_id_missing(ctx, txn, upd->ids[i]);
-
-            if (rc == 1) {
-                upd->missing[i] = 1;
-                continue;
-            }
-
-            if (rc == -1) {
-                return ACTL_FAIL;
-            }
+        if (upd->state[i] == ACTL_UPD_MISSING) {
+            upd->state[i] = ACTL_UPD_APPLY;
         }
 
-        rc = actl_update_one(ctx, txn, upd->ids[i], upd->op, upd->at);
+        if (upd->state[i] != ACTL_UPD_APPLY) {
+            continue;
+        }
+
+        rc = actl_id_missing(ctx, txn, upd->ids[i]);
+
+        if (rc == -1) {
+            return ACTL_FAIL;
+        }
+
+        if (rc == 1) {
+            upd->state[i] = ACTL_UPD_MISSING;
+            nmissing++;
+        }
+    }
+
+    if (nmissing) {
+        rc = actl_update_missing(ctx, txn, upd, nmissing);
         if (rc != ACTL_OK) {
             return rc;
         }
     }
 
-    return ACTL_OK;
+    changed = 0;
+
+    for (i = 0; i < upd->n; i++) {
+        if (upd->state[i] != ACTL_UPD_APPLY) {
+            continue;
+        }
+
+        rc = actl_update_one(ctx, txn, upd->ids[i], upd->op, upd->at,
+                             &changed);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    return changed ? ACTL_OK : ACTL_UNCHANGED;
+}
+
+
+/*
+ * The ids not in ids: one that a record in keys still holds is a damaged
+ * database, never an unknown id, even with --ignore-missing; without it,
+ * the first unknown id fails the command.
+ */
+
+static int
+actl_update_missing(actl_ctx_t *ctx, MDB_txn *txn, actl_update_t *upd,
+    size_t nmissing)
+{
+    int     rc;
+    char    q[ACTL_QUOTE_LEN];
+    size_t  i, j, m, first;
+
+    m = 0;
+
+    for (j = 0; j < upd->n; j++) {
+        i = upd->sorted[j].i;
+
+        if (upd->state[i] == ACTL_UPD_MISSING) {
+            upd->missing[m] = upd->ids[i];
+            upd->missing_i[m] = i;
+            m++;
+        }
+    }
+
+    rc = actl_keys_find(ctx, txn, upd->missing, m, upd->found);
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    first = upd->n;
+
+    for (j = 0; j < m; j++) {
+        if (upd->found[j] && upd->missing_i[j] < first) {
+            first = upd->missing_i[j];
+        }
+    }
+
+    if (first != upd->n) {
+        return actl_damaged(ctx, upd->ids[first]);
+    }
+
+    if (upd->ignore_missing) {
+        return ACTL_OK;
+    }
+
+    for (i = 0; i < upd->n; i++) {
+        if (upd->state[i] == ACTL_UPD_MISSING) {
+            actl_error(ctx, "no key with id %s",
+                       actl_quote(upd->ids[i], strlen(upd->ids[i]), q));
+            break;
+        }
+    }
+
+    return ACTL_INVALID;
 }
 
 
@@ -450,7 +634,7 @@ actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id)
 
 static int
 actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
-    int64_t at)
+    int64_t at, int *changed)
 {
     int            rc;
     char           t[AKC_TIME_LEN + 1];
@@ -475,16 +659,27 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
     memcpy(hash, v.mv_data, AKC_HASH_LEN);
 
     if (op == ACTL_OP_REVOKE) {
+        *changed = 1;
         return actl_revoke_one(ctx, txn, &k, &rec, hash);
     }
+
+    /* a key already as asked is left as it is */
 
     switch (op) {
 
     case ACTL_OP_DISABLE:
+        if (rec.flags & AKC_FLAG_DISABLED) {
+            return ACTL_OK;
+        }
+
         rec.flags |= AKC_FLAG_DISABLED;
         break;
 
     case ACTL_OP_ENABLE:
+        if (!(rec.flags & AKC_FLAG_DISABLED)) {
+            return ACTL_OK;
+        }
+
         rec.flags &= ~AKC_FLAG_DISABLED;
         break;
 
@@ -499,9 +694,15 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
             return ACTL_INVALID;
         }
 
+        if (rec.expires == at) {
+            return ACTL_OK;
+        }
+
         rec.expires = at;
         break;
     }
+
+    *changed = 1;
 
     return actl_put_record(ctx, txn, hash, &rec);
 }
