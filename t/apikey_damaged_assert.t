@@ -89,7 +89,7 @@ my (undef, $nmain) = header($main);
 
 for my $i (0 .. $nmain - 1) {
     my $b = node($main, $i);
-    my (undef, undef, undef, $ksize) = unpack('S<S<S<S<', substr($data, $b, 8));
+    my ($ksize) = unpack('S<', substr($data, $b + 6, 2));
     my $name = substr($data, $b + 8, $ksize);
     my ($root) = unpack('Q<', substr($data, $b + 8 + $ksize + 40, 8));
     $root{$name} = $root;
@@ -237,6 +237,8 @@ my $logged = qr/\Q"$live\/data.mdb" is damaged: LMDB found it inconsistent (\E
                 \Q) while reading it; run "apikeyctl -d $live check", \E
                 \Qrestore a backup into a new directory and swap it in\E/x;
 my $lines = () = $log =~ /$logged/g;
+
+note($1) if $log =~ /^(.*$logged.*)$/m;
 
 ok($lines >= 1, 'damaged: logged with the message of LMDB');
 ok($lines <= 4, "damaged: logged once per worker, not per request ($lines)");
