@@ -150,6 +150,13 @@ aks_records(const char *dir)
 
     n = akc_record_encode(&rec, buf, sizeof(buf));
     aks_write(dir, "record", "disabled", buf, n);
+
+    rec.flags = AKC_FLAG_RETIRED;
+    rec.expires = 1798761600;
+    rec.replaced_by = aks_str("svc-billing-2");
+
+    n = akc_record_encode(&rec, buf, sizeof(buf));
+    aks_write(dir, "record", "retired", buf, n);
 }
 
 

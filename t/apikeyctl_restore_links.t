@@ -172,6 +172,21 @@ my $h2 = "\x22" x 32;
             qr/key "self" is replaced by itself/);
 }
 
+# check: a retired key (rotate) must end
+
+{
+    my $db = src();
+
+    add($db, $h1, id => 'r', flags => 0x02);
+    add($db, $h2, id => 'r2', flags => 0x02, expires => time() + 3600);
+
+    my ($crc, $cout) = $t->ctl({ db => $db }, 'check');
+    is($crc, 1, 'a retired key that never expires: check exit code');
+    is(join("\n", $cout =~ /^problem: (.*)$/mg),
+       'key "r" is retired but never expires',
+       'a retired key that never expires: the problem');
+}
+
 # a SRC made by rotate restores, links and all
 
 {

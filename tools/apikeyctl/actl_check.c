@@ -473,8 +473,8 @@ actl_check_record(actl_check_t *chk, MDB_val *k, MDB_val *v)
 /*
  * The times a record may carry: 0 is none, a time is between the epoch
  * and 9999-12-31T23:59:59Z, and a key that is valid from one time and
- * expires at another expires after it starts; when it was created is
- * not checked.
+ * expires at another expires after it starts, and a retired key
+ * expires; when it was created is not checked.
  */
 
 static void
@@ -493,6 +493,13 @@ actl_check_lifetime(actl_check_t *chk, const akc_record_t *rec)
                      actl_quote(rec->id.data, rec->id.len, q),
                      actl_time(rec->expires, t),
                      actl_time(rec->not_before, t2));
+    }
+
+    /* a retired key (rotate) ends: nothing lifts its end but "expire" */
+
+    if ((rec->flags & AKC_FLAG_RETIRED) && rec->expires == 0) {
+        actl_problem(chk, "key %s is retired but never expires",
+                     actl_quote(rec->id.data, rec->id.len, q));
     }
 }
 

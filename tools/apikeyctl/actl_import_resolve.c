@@ -119,6 +119,11 @@ actl_import_resolve(actl_import_t *imp)
         row = &rows[r];
         id = (const char *) imp->arena + row->off + row->len;
 
+        if (row->rejected) {
+            /* a retired key's row, rejected already: not in the file */
+            continue;
+        }
+
         if (hg[r] && taken[hg[r]]) {
             snprintf(err, sizeof(err), "the same key as line %llu",
                      (unsigned long long) taken[hg[r]]);

@@ -14,13 +14,19 @@
 #include "actl.h"
 
 
+/* actl_import_end(): the row is rejected, and the import goes on */
+#define ACTL_IMPORT_RETIRED     102
+
+
 static int actl_import_lookup(actl_import_t *imp, MDB_txn *txn);
 static int actl_import_grow(actl_import_t *imp, size_t need);
 static int actl_import_merge(actl_import_t *imp, MDB_txn *txn,
     size_t entries);
 static int actl_import_stays(actl_import_t *imp, actl_row_t *row,
     MDB_val *v);
-static int64_t actl_import_end(const akc_record_t *old, int64_t expires);
+static int actl_import_retired(actl_import_t *imp, MDB_txn *txn);
+static int actl_import_end(actl_import_t *imp, actl_row_t *row,
+    const akc_record_t *old, akc_record_t *rec);
 static int actl_import_has_id(actl_import_t *imp, const akc_str_t *id);
 static int actl_import_append(actl_import_t *imp, MDB_txn *txn, int append);
 
@@ -78,10 +84,14 @@ actl_import_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 
     empty = (keys.ms_entries == 0 && ids.ms_entries == 0);
 
-    /* with --replace, the file is the whole truth: every row is new */
+    /*
+     * with --replace, the file is the whole truth: every row is new, but
+     * for the end of a retired key's life
+     */
 
-    if (!empty && !imp->replace) {
-        rc = actl_import_lookup(imp, txn);
+    if (!empty) {
+        rc = imp->replace ? actl_import_retired(imp, txn)
+                          : actl_import_lookup(imp, txn);
         if (rc != ACTL_OK) {
             return rc;
         }
@@ -251,7 +261,18 @@ actl_import_lookup(actl_import_t *imp, MDB_txn *txn)
         rec.created = old.created;
         rec.replaces = old.replaces;
         rec.replaced_by = old.replaced_by;
-        rec.expires = actl_import_end(&old, rec.expires);
+
+        rc = actl_import_end(imp, row, &old, &rec);
+
+        if (rc == ACTL_IMPORT_RETIRED) {
+            rc = MDB_SUCCESS;
+            continue;
+        }
+
+        if (rc != ACTL_OK) {
+            mdb_cursor_close(cur);
+            return rc;
+        }
 
         n = akc_record_encode(&rec, imp->arena + imp->arena_len,
                               AKC_RECORD_MAX_LEN);
@@ -417,8 +438,9 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 {
     int            n;
     int64_t        created, expires;
+    uint8_t        flags;
     akc_str_t      replaces, replaced_by;
-    akc_record_t   rec, old;
+    akc_record_t   rec, old, retired;
 
     if (akc_record_decode(&old, v->mv_data, v->mv_size) != AKC_OK) {
         actl_error(imp->ctx, "a record in the database is corrupt");
@@ -442,10 +464,17 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
     }
 
     created = row->has_created ? rec.created : old.created;
-    expires = actl_import_end(&old, rec.expires);
+
+    /* the row's not_before is checked before (actl_import_retired()) */
+
+    retired = rec;
+    (void) actl_import_end(imp, row, &old, &retired);
+
+    expires = retired.expires;
+    flags = retired.flags;
 
     if (created == rec.created && expires == rec.expires
-        && replaces.len == 0 && replaced_by.len == 0)
+        && flags == rec.flags && replaces.len == 0 && replaced_by.len == 0)
     {
         /* the row's record as it is */
         return ACTL_OK;
@@ -465,6 +494,7 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 
     rec.created = created;
     rec.expires = expires;
+    rec.flags = flags;
     rec.replaces = replaces;
     rec.replaced_by = replaced_by;
 
@@ -486,24 +516,119 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 
 
 /*
- * The end of a stored key's life after an import of a row that ends it
- * at expires (0: never).  A key that has been replaced (rotate) is
- * retired: it keeps the earlier of its stored end and the row's, so that
- * an import may shorten its grace but never lift its end.
+ * --replace: the rows of the retired keys stored, checked as
+ * actl_import_end() does before the rows are settled; a row rejected
+ * there is not in the file.  Only the flags byte of a stored record is
+ * looked at for the others.
  */
 
-static int64_t
-actl_import_end(const akc_record_t *old, int64_t expires)
+static int
+actl_import_retired(actl_import_t *imp, MDB_txn *txn)
 {
-    if (old->replaced_by.len == 0 || old->expires == 0) {
-        return expires;
+    int            rc;
+    size_t         i;
+    MDB_val        k, v;
+    actl_ctx_t    *ctx;
+    MDB_cursor    *cur;
+    actl_row_t    *row;
+    akc_record_t   rec, old;
+
+    ctx = imp->ctx;
+
+    rc = mdb_cursor_open(txn, ctx->dbs.keys, &cur);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_cursor_open", rc);
     }
 
-    if (expires == 0 || expires > old->expires) {
-        return old->expires;
+    for (i = 0; i < imp->nrows; i++) {
+        row = &imp->rows[i];
+
+        k.mv_size = AKC_HASH_LEN;
+        k.mv_data = row->hash;
+
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+
+        if (rc == MDB_NOTFOUND) {
+            continue;
+        }
+
+        if (rc != MDB_SUCCESS) {
+            mdb_cursor_close(cur);
+            return actl_mdb_write_error(ctx, "mdb_cursor_get", rc);
+        }
+
+        if (v.mv_size < 2
+            || !(((unsigned char *) v.mv_data)[1] & AKC_FLAG_RETIRED))
+        {
+            continue;
+        }
+
+        if (akc_record_decode(&old, v.mv_data, v.mv_size) != AKC_OK
+            || akc_record_decode(&rec, imp->arena + row->off, row->len)
+               != AKC_OK)
+        {
+            mdb_cursor_close(cur);
+            actl_error(ctx, "a record in the database is corrupt");
+            return ACTL_FAIL;
+        }
+
+        rc = actl_import_end(imp, row, &old, &rec);
+
+        if (rc != ACTL_OK && rc != ACTL_IMPORT_RETIRED) {
+            mdb_cursor_close(cur);
+            return rc;
+        }
     }
 
-    return expires;
+    mdb_cursor_close(cur);
+
+    return ACTL_OK;
+}
+
+
+/*
+ * The end of a stored key's life after an import of its row.  A key
+ * that has been replaced (rotate) is retired, for good, whatever its
+ * links: it stays so, and keeps the earlier of its stored end and the
+ * row's, so that an import may shorten its grace but never lift its
+ * end; "expire --at" alone does.  A row that would then end before it
+ * becomes valid is rejected: ACTL_IMPORT_RETIRED, or the error of
+ * actl_import_reject().
+ */
+
+static int
+actl_import_end(actl_import_t *imp, actl_row_t *row,
+    const akc_record_t *old, akc_record_t *rec)
+{
+    int   rc;
+    char  err[ACTL_ERR_LEN], t[AKC_TIME_LEN + 1];
+
+    if (!(old->flags & AKC_FLAG_RETIRED)) {
+        return ACTL_OK;
+    }
+
+    rec->flags |= AKC_FLAG_RETIRED;
+
+    if (old->expires == 0) {
+        return ACTL_OK;
+    }
+
+    if (rec->expires == 0 || rec->expires > old->expires) {
+        rec->expires = old->expires;
+    }
+
+    if (rec->not_before == 0 || rec->expires > rec->not_before) {
+        return ACTL_OK;
+    }
+
+    snprintf(err, sizeof(err), "key is retired: its end %s is kept, and "
+             "not_before must be before it", actl_time(rec->expires, t));
+
+    row->rejected = 1;
+
+    rc = actl_import_reject(imp, row->line, err);
+
+    return (rc == ACTL_OK) ? ACTL_IMPORT_RETIRED : rc;
 }
 
 

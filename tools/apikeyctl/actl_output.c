@@ -134,6 +134,12 @@ actl_json_record(actl_ctx_t *ctx, const akc_record_t *rec,
         return obj;
     }
 
+    /* rotated once, when it was: its end is kept by imports */
+
+    if (rec->flags & AKC_FLAG_RETIRED) {
+        json_object_set_new(obj, "retired", json_true());
+    }
+
     /* the rotation links, when set: export's columns stay as they are */
 
     if (rec->replaces.len) {
@@ -164,6 +170,10 @@ actl_json_show(actl_ctx_t *ctx, const akc_record_t *rec, int replaces,
     if (obj == NULL) {
         actl_error(ctx, "out of memory");
         return ACTL_FAIL;
+    }
+
+    if (!(rec->flags & AKC_FLAG_RETIRED)) {
+        json_object_set_new(obj, "retired", json_false());
     }
 
     if (rec->replaces.len) {

@@ -297,9 +297,15 @@ actl_rotate_write(actl_ctx_t *ctx, MDB_txn *txn, void *data)
         return rc;
     }
 
-    /* the old key: linked to the new one, and ends with the grace */
+    /*
+     * The old key: linked to the new one, and ends with the grace.  It
+     * is retired for good: the flag stays when the link goes (revoke of
+     * the new key, import --replace), so that no update or import lifts
+     * the end of its life; only "expire --at" does.
+     */
 
     old.replaced_by = rec->id;
+    old.flags |= AKC_FLAG_RETIRED;
 
     if (old.expires == 0 || old.expires > r->grace_end) {
         old.expires = r->grace_end;
