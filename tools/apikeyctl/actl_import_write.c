@@ -525,7 +525,7 @@ actl_import_stays(actl_import_t *imp, actl_row_t *row, MDB_val *v)
 static int
 actl_import_retired(actl_import_t *imp, MDB_txn *txn)
 {
-    int            rc;
+    int            rc, c;
     size_t         i;
     MDB_val        k, v;
     actl_ctx_t    *ctx;
@@ -540,21 +540,28 @@ actl_import_retired(actl_import_t *imp, MDB_txn *txn)
         return actl_mdb_write_error(ctx, "mdb_cursor_open", rc);
     }
 
-    for (i = 0; i < imp->nrows; i++) {
+    /* both in hash order, as actl_import_merge() walks them */
+
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+
+    for (i = 0; i < imp->nrows && rc == MDB_SUCCESS; i++) {
         row = &imp->rows[i];
 
-        k.mv_size = AKC_HASH_LEN;
-        k.mv_data = row->hash;
+        c = -1;
 
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_KEY);
+        while (rc == MDB_SUCCESS) {
+            c = (k.mv_size == AKC_HASH_LEN)
+                ? memcmp(k.mv_data, row->hash, AKC_HASH_LEN) : -1;
 
-        if (rc == MDB_NOTFOUND) {
-            continue;
+            if (c >= 0) {
+                break;
+            }
+
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
 
-        if (rc != MDB_SUCCESS) {
-            mdb_cursor_close(cur);
-            return actl_mdb_write_error(ctx, "mdb_cursor_get", rc);
+        if (rc != MDB_SUCCESS || c != 0) {
+            continue;
         }
 
         if (v.mv_size < 2
@@ -578,9 +585,15 @@ actl_import_retired(actl_import_t *imp, MDB_txn *txn)
             mdb_cursor_close(cur);
             return rc;
         }
+
+        rc = MDB_SUCCESS;
     }
 
     mdb_cursor_close(cur);
+
+    if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        return actl_mdb_write_error(ctx, "mdb_cursor_get", rc);
+    }
 
     return ACTL_OK;
 }
