@@ -106,6 +106,8 @@ my $gend = field('g', 'expires');
 
 is(show_json('g')->{retired}, JSON::PP::true, 'rotate: g retired');
 is(show_json('g2')->{retired}, JSON::PP::false, 'rotate: g2 not retired');
+is(field('g', 'retired'), 'true', 'rotate: show says g is retired');
+is(field('g2', 'retired'), undef, 'rotate: show of g2 has no retired line');
 is($t->get('/', 'X-API-Key' => $g)->{status}, 401, 'rotate: g refused');
 
 $t->ctl_ok('revoke', 'g2');

@@ -326,6 +326,13 @@ actl_cmd_show(actl_ctx_t *ctx, int argc, char **argv)
     printf("expires: %s\n", rec.expires ? actl_time(rec.expires, t) : "-");
     printf("disabled: %s\n",
            (rec.flags & AKC_FLAG_DISABLED) ? "true" : "false");
+
+    /* only on the old key of a rotation: other keys show as before */
+
+    if (rec.flags & AKC_FLAG_RETIRED) {
+        printf("retired: true\n");
+    }
+
     actl_show_str("hint", rec.hint);
 
 #define actl_show_id(name, s, exists)                                         \
