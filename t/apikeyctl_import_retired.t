@@ -2,8 +2,9 @@
 
 # Tests for import and the keys it does not own:
 #
-# - a retired key (rotate marked it, whatever its links now) keeps the earlier of its
-#   stored end and the row's: an import, plain or --replace, may shorten
+# - a retired key (rotate marked it, whatever its links now) keeps the
+#   earlier of its stored end and the row's: an import, plain or
+#   --replace, may shorten
 #   the grace of a rotated key but never lift its end, and a key whose
 #   grace is over stays expired;
 # - import --replace keeps the creation time of a key that stays, unless
