@@ -1818,10 +1818,60 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
 }
 
 
+/*
+ * The next run, from *pos, of at least AKC_KEY_RUN_MIN base62 characters
+ * with both lowercase and uppercase letters: the random body of a key,
+ * whatever was done to its prefix, its separator or its length (a
+ * character dropped or added).  A run of one case, such as a hex hash
+ * or a word, is not one.  Returns its length, with *pos at its start, or
+ * 0 with *pos at the end.
+ */
+
+size_t
+akc_key_run(const unsigned char *p, size_t len, size_t *pos)
+{
+    size_t    i, start;
+    unsigned  cases;
+
+    i = *pos;
+
+    while (i < len) {
+
+        if (!(akc_class[p[i]] & AKC_C_BASE62)) {
+            i++;
+            continue;
+        }
+
+        start = i;
+        cases = 0;
+
+        while (i < len && (akc_class[p[i]] & AKC_C_BASE62)) {
+            if (p[i] >= 'a' && p[i] <= 'z') {
+                cases |= 1;
+
+            } else if (p[i] >= 'A' && p[i] <= 'Z') {
+                cases |= 2;
+            }
+
+            i++;
+        }
+
+        if (i - start >= AKC_KEY_RUN_MIN && cases == 3) {
+            *pos = start;
+            return i - start;
+        }
+    }
+
+    *pos = len;
+
+    return 0;
+}
+
+
 size_t
 akc_mask_keys(unsigned char *p, size_t len)
 {
-    size_t          i, j, start, n;
+    size_t          i, j, start, n, pos, run;
     akc_key_kind_e  kind;
 
     /*
@@ -1872,6 +1922,16 @@ akc_mask_keys(unsigned char *p, size_t len)
         }
 
         i = j - 1;
+    }
+
+    /* what is left of a key whose prefix or length was changed */
+
+    pos = 0;
+
+    while ((run = akc_key_run(p, len, &pos)) != 0) {
+        memset(p + pos + 4, '*', run - 4);
+        pos += run;
+        n++;
     }
 
     return n;

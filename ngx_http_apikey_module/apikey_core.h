@@ -27,6 +27,8 @@
 
 #define AKC_KEY_MIN_LEN         8
 #define AKC_KEY_MAX_LEN         256
+#define AKC_KEY_RUN_MIN         36      /* the random body of a key, two
+                                           characters short at most */
 #define AKC_PREFIX_PART_MAX     16
 #define AKC_PREFIX_MAX_LEN      (2 * AKC_PREFIX_PART_MAX + 1)
 #define AKC_RANDOM_LEN          32
@@ -215,6 +217,7 @@ int akc_pct_decode(const unsigned char *in, size_t len, unsigned char *out,
     size_t *out_len);
 size_t akc_field_remove(const unsigned char *in, size_t len,
     const akc_field_t *f, char sep, unsigned char *out);
+size_t akc_key_run(const unsigned char *p, size_t len, size_t *pos);
 size_t akc_mask_keys(unsigned char *p, size_t len);
 
 akc_status_e akc_check_key(MDB_txn *txn, const akc_dbs_t *dbs,

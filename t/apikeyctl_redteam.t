@@ -49,6 +49,33 @@ for my $args (['gen', '--id', $typo],
     like($err, qr/API key.*not shown/, "$name says why");
 }
 
+# a character dropped, or the prefix left out: the random body of the key
+# all the same
+
+for my $near (substr($key, 0, 10) . substr($key, 11), substr($key, 3),
+              'ak-' . substr($key, 3))
+{
+    for my $args (['gen', '--id', $near], ['gen', '--subject', "x $near"],
+                  ['show', $near])
+    {
+        my ($rc, $out, $err) = $t->ctl(@$args);
+        ok($rc == 2 || $rc == 3, "$args->[0] $args->[1] NEAR refused")
+            or diag $err;
+        is(index($out . $err, substr($near, 5, 25)), -1,
+           "$args->[0] $args->[1] NEAR not shown");
+    }
+}
+
+# a hex hash or a long word as an id is no key
+
+for my $id ('0123456789abcdef' x 4, 'supercalifragilisticexpialidociously') {
+    my ($rc, $out, $err) = $t->ctl('gen', '--id', $id);
+    is($rc, 0, "gen --id of a " . length($id) . "-character id works")
+        or diag $err;
+}
+
+$before = $t->ctl_ok('export');
+
 # in an import file, an id or a subject column holding it
 
 for my $row ("$key,$typo,s", "$key,ok-id,has $typo inside") {
@@ -125,7 +152,7 @@ SKIP: {
                                    'init');
 
     is($rc, 1, 'init of keys without meta entries exit 1');
-    like($err, qr/holds 1 keys but no format version or secret fingerprint.*nothing was changed/,
+    like($err, qr/holds \d+ keys but no format version or secret fingerprint.*nothing was changed/,
          'init says the meta entries are missing');
 
     ($rc, $out, $err) = $t->ctl({ db => $lost, secret => $other }, 'check');

@@ -567,13 +567,37 @@ key_mask(void **state)
     assert_int_equal(akc_mask_keys((unsigned char *) line, 41), 1);
     assert_memory_equal(line + 7, "**********************************", 34);
 
-    /* a short tail, no prefix: left alone */
+    /* a short tail: left alone */
 
     assert_int_equal(akc_mask_keys((unsigned char *) "ak_abc", 6), 0);
     assert_int_equal(akc_mask_keys((unsigned char *) "", 0), 0);
 
-    snprintf(line, sizeof(line), "?%s", key + 2);
-    assert_int_equal(akc_mask_keys((unsigned char *) line, 40), 0);
+    /*
+     * the body of a key without its prefix, or a character short: masked
+     * past its first four characters
+     */
+
+    snprintf(line, sizeof(line), "?%s", key + 3);
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 39), 1);
+    assert_memory_equal(line + 1, key + 3, 4);
+    assert_memory_equal(line + 5, "**********************************", 34);
+
+    snprintf(line, sizeof(line), "%.10s%s", key, key + 11);
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 40), 1);
+    assert_memory_equal(line + 7, "*********************************", 33);
+
+    /* one case only (a hex hash, a word) and short runs: left alone */
+
+    snprintf(line, sizeof(line), "%s",
+             "0123456789abcdef0123456789abcdef0123456789abcdef");
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 48), 0);
+
+    snprintf(line, sizeof(line), "%s",
+             "supercalifragilisticexpialidociouslyspeaking");
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 44), 0);
+
+    snprintf(line, sizeof(line), "%s", "AbCdEfGhIjKlMnOpQrStUvWxYz012345678");
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 35), 0);
 }
 
 

@@ -172,13 +172,23 @@ actl_quote(const char *s, size_t len, char out[ACTL_QUOTE_LEN])
  * Whether s holds a generated key (the prefix, "_", 32 base62 and a
  * 6-character checksum) anywhere: such a value is never shown or stored
  * but as a key.  The checksum need not match: a key with one character
- * mistyped is still all but the whole secret.
+ * mistyped is still all but the whole secret; nor need the prefix or
+ * the length: a run of 36 or more base62 characters of both cases is
+ * taken for the body of a key (akc_key_run()).
  */
 
 int
 actl_has_key(const char *s, size_t len)
 {
-    size_t  i, start, end;
+    size_t  i, start, end, pos;
+
+    /* the body of a key without its prefix, or a character short */
+
+    pos = 0;
+
+    if (akc_key_run((const unsigned char *) s, len, &pos) != 0) {
+        return 1;
+    }
 
     for (i = 1; i + 1 + AKC_GEN_TAIL_LEN <= len; i++) {
         if (s[i] != '_') {
