@@ -3,7 +3,8 @@
  * Copyright (C) ngx_http_apikey_module developers
  *
  * apikeyctl: the arguments and the fields of a key, checked the same way
- * whether from the command line, CSV or JSONL.
+ * whether from the command line, CSV or JSONL, and the ids an update
+ * command reads from standard input.
  */
 
 
@@ -295,4 +296,137 @@ void
 actl_default_id(const unsigned char *hash, char id[ACTL_DEFAULT_ID_LEN + 1])
 {
     sodium_bin2hex(id, ACTL_DEFAULT_ID_LEN + 1, hash, ACTL_DEFAULT_ID_LEN / 2);
+}
+
+
+/*
+ * The ids of "-": standard input, one a line, blank lines ignored; a
+ * line that holds a key is refused and not shown.
+ */
+
+int
+actl_read_ids(actl_ctx_t *ctx, char **bufp, char ***idsp, size_t *np)
+{
+    char     *buf, *p, *end, *nl, *nb, **ids;
+    size_t    len, size, n, line, ln;
+    ssize_t   nr;
+
+    buf = NULL;
+    ids = NULL;
+    len = 0;
+    size = 0;
+
+    for ( ;; ) {
+        if (len == size) {
+            size = size ? 2 * size : ACTL_READ_SIZE;
+
+            nb = actl_secure_realloc(buf, size + 1);
+            if (nb == NULL) {
+                actl_error(ctx, "realloc() failed: %s", strerror(errno));
+                goto failed;
+            }
+
+            buf = nb;
+        }
+
+        nr = read(STDIN_FILENO, buf + len, size - len);
+
+        if (nr == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            actl_error(ctx, "read from standard input failed: %s",
+                       strerror(errno));
+            goto failed;
+        }
+
+        if (nr == 0) {
+            break;
+        }
+
+        len += nr;
+    }
+
+    buf[len] = '\0';
+
+    /* at most one id a line and a line per two bytes, "x\n" */
+
+    ids = malloc((len / 2 + 1) * sizeof(char *));
+    if (ids == NULL) {
+        actl_error(ctx, "malloc() failed: %s", strerror(errno));
+        goto failed;
+    }
+
+    n = 0;
+    line = 0;
+
+    for (p = buf, end = buf + len; p < end; p = nl + 1) {
+        line++;
+
+        nl = memchr(p, '\n', end - p);
+        if (nl == NULL) {
+            nl = end;
+        }
+
+        ln = nl - p;
+
+        if (ln > 0 && p[ln - 1] == '\r') {
+            ln--;
+        }
+
+        if (actl_has_key(p, ln)) {
+            actl_error(ctx, "line %zu of standard input holds an API key "
+                       "(not shown); \"apikeyctl verify -\" reads a key "
+                       "from standard input and prints its id", line);
+            goto invalid;
+        }
+
+        while (ln > 0 && (p[ln - 1] == ' ' || p[ln - 1] == '\t')) {
+            ln--;
+        }
+
+        while (ln > 0 && (p[0] == ' ' || p[0] == '\t')) {
+            p++;
+            ln--;
+        }
+
+        if (ln == 0) {
+            continue;
+        }
+
+        if (memchr(p, '\0', ln) != NULL) {
+            actl_error(ctx, "line %zu of standard input is not an id (a NUL "
+                       "byte)", line);
+            goto invalid;
+        }
+
+        p[ln] = '\0';
+        ids[n++] = p;
+    }
+
+    if (n == 0) {
+        actl_error(ctx, "no id on standard input");
+        goto invalid;
+    }
+
+    *bufp = buf;
+    *idsp = ids;
+    *np = n;
+
+    return ACTL_OK;
+
+invalid:
+
+    free(ids);
+    actl_secure_free(buf);
+
+    return ACTL_INVALID;
+
+failed:
+
+    free(ids);
+    actl_secure_free(buf);
+
+    return ACTL_FAIL;
 }
