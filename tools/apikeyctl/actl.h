@@ -386,6 +386,8 @@ int actl_check_key(const char *s, size_t len, char *err,
     size_t errlen);
 int actl_col_lookup(const char *name, size_t len);
 int actl_read_ids(actl_ctx_t *ctx, char **bufp, char ***idsp, size_t *np);
+int actl_format_only(actl_ctx_t *ctx, int argc, char **argv,
+    const char **formats);
 void actl_default_id(const unsigned char *hash,
     char id[ACTL_DEFAULT_ID_LEN + 1]);
 

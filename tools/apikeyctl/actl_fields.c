@@ -430,3 +430,48 @@ failed:
 
     return ACTL_FAIL;
 }
+
+
+/*
+ * The options of a command that takes --format alone: the index of the
+ * format in formats (0 without --format), or -1 after a usage error, for
+ * which the command returns ACTL_USAGE.
+ */
+
+int
+actl_format_only(actl_ctx_t *ctx, int argc, char **argv,
+    const char **formats)
+{
+    int  c, format;
+
+    static struct option  options[] = {
+        { "format",     required_argument, NULL, 'f' },
+        { NULL, 0, NULL, 0 }
+    };
+
+    format = 0;
+
+    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
+        switch (c) {
+
+        case 'f':
+            format = actl_parse_format(ctx, optarg, formats);
+            if (format == -1) {
+                return -1;
+            }
+            break;
+
+        default:
+            (void) actl_option_error(ctx, c, argv);
+            return -1;
+        }
+    }
+
+    if (optind != argc) {
+        (void) actl_usage_error(ctx, "unexpected argument \"%s\"",
+                                argv[optind]);
+        return -1;
+    }
+
+    return format;
+}

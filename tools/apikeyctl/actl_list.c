@@ -415,36 +415,14 @@ actl_show_link(actl_ctx_t *ctx, MDB_txn *txn, const akc_record_t *rec,
 int
 actl_cmd_export(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int           c, rc, jsonl;
+    int           rc, jsonl;
     MDB_txn      *txn;
 
     static const char  *formats[] = { "csv", "jsonl", NULL };
 
-    static struct option  options[] = {
-        { "format",     required_argument, NULL, 'f' },
-        { NULL, 0, NULL, 0 }
-    };
-
-    jsonl = 0;
-
-    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        switch (c) {
-
-        case 'f':
-            jsonl = actl_parse_format(ctx, optarg, formats);
-            if (jsonl == -1) {
-                return ACTL_USAGE;
-            }
-            break;
-
-        default:
-            return actl_option_error(ctx, c, argv);
-        }
-    }
-
-    if (optind != argc) {
-        return actl_usage_error(ctx, "unexpected argument \"%s\"",
-                                argv[optind]);
+    jsonl = actl_format_only(ctx, argc, argv, formats);
+    if (jsonl == -1) {
+        return ACTL_USAGE;
     }
 
     txn = NULL;

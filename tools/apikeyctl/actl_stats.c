@@ -46,37 +46,15 @@ static int actl_stats_json(actl_ctx_t *ctx, actl_stats_t *st);
 int
 actl_cmd_stats(actl_ctx_t *ctx, int argc, char **argv)
 {
-    int            c, rc, json;
+    int            rc, json;
     MDB_txn       *txn;
     actl_stats_t   st;
 
     static const char  *formats[] = { "text", "json", NULL };
 
-    static struct option  options[] = {
-        { "format",     required_argument, NULL, 'f' },
-        { NULL, 0, NULL, 0 }
-    };
-
-    json = 0;
-
-    while ((c = getopt_long(argc, argv, ":", options, NULL)) != -1) {
-        switch (c) {
-
-        case 'f':
-            json = actl_parse_format(ctx, optarg, formats);
-            if (json == -1) {
-                return ACTL_USAGE;
-            }
-            break;
-
-        default:
-            return actl_option_error(ctx, c, argv);
-        }
-    }
-
-    if (optind != argc) {
-        return actl_usage_error(ctx, "unexpected argument \"%s\"",
-                                argv[optind]);
+    json = actl_format_only(ctx, argc, argv, formats);
+    if (json == -1) {
+        return ACTL_USAGE;
     }
 
     memset(&st, 0, sizeof(actl_stats_t));
