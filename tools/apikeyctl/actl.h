@@ -370,6 +370,7 @@ int actl_damaged(actl_ctx_t *ctx, const char *id);
 /* actl_fields.c: arguments and fields */
 
 int actl_parse_size(const char *s, size_t *size);
+int actl_parse_duration(actl_ctx_t *ctx, const char *s, int64_t *until);
 int actl_parse_format(actl_ctx_t *ctx, const char *s,
     const char **names);
 int actl_check_field(actl_col_e col, const char *s, size_t len,

@@ -475,3 +475,30 @@ actl_format_only(actl_ctx_t *ctx, int argc, char **argv,
 
     return format;
 }
+
+
+/* a duration from now only (30d, 12h, 15m, 90s, 2w): no time, no "now" */
+
+int
+actl_parse_duration(actl_ctx_t *ctx, const char *s, int64_t *until)
+{
+    size_t  i, len;
+
+    len = strlen(s);
+
+    if (len < 2 || len > ACTL_TIME_MAX) {
+        return ACTL_USAGE;
+    }
+
+    for (i = 0; i < len - 1; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return ACTL_USAGE;
+        }
+    }
+
+    if (akc_time_parse(s, len, ctx->now, until) != AKC_OK) {
+        return ACTL_USAGE;
+    }
+
+    return ACTL_OK;
+}

@@ -21,8 +21,6 @@ typedef struct {
 
 
 static int actl_parse_status(const char *s, akc_status_e *status);
-static int actl_parse_duration(actl_ctx_t *ctx, const char *s,
-    int64_t *until);
 static int actl_filter_row(actl_ctx_t *ctx, const akc_record_t *rec,
     const unsigned char *hash, void *data);
 static int actl_show_link(actl_ctx_t *ctx, MDB_txn *txn,
@@ -179,33 +177,6 @@ actl_parse_status(const char *s, akc_status_e *status)
     }
 
     return ACTL_USAGE;
-}
-
-
-/* a duration from now only (30d, 12h, 15m, 90s, 2w): no time, no "now" */
-
-static int
-actl_parse_duration(actl_ctx_t *ctx, const char *s, int64_t *until)
-{
-    size_t  i, len;
-
-    len = strlen(s);
-
-    if (len < 2) {
-        return ACTL_USAGE;
-    }
-
-    for (i = 0; i < len - 1; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return ACTL_USAGE;
-        }
-    }
-
-    if (akc_time_parse(s, len, ctx->now, until) != AKC_OK) {
-        return ACTL_USAGE;
-    }
-
-    return ACTL_OK;
 }
 
 

@@ -177,30 +177,12 @@ free:
 static int
 actl_rotate_grace(actl_ctx_t *ctx, const char *s, int64_t *end)
 {
-    size_t  i, len;
-
     if (strcmp(s, "0") == 0) {
         *end = ctx->now;
         return ACTL_OK;
     }
 
-    len = strlen(s);
-
-    if (len < 2 || len > ACTL_TIME_MAX) {
-        return ACTL_USAGE;
-    }
-
-    for (i = 0; i < len - 1; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return ACTL_USAGE;
-        }
-    }
-
-    if (akc_time_parse(s, len, ctx->now, end) != AKC_OK) {
-        return ACTL_USAGE;
-    }
-
-    return ACTL_OK;
+    return actl_parse_duration(ctx, s, end);
 }
 
 
