@@ -68,6 +68,10 @@
 #define AKC_META_GENERATION     "generation"
 #define AKC_META_CHANGED        "changed"
 #define AKC_META_MAPSIZE        "map_size"
+/* written by apikeyctl follow: the PostgreSQL version reached, and the
+ * unix time of its last successful poll */
+#define AKC_META_FOLLOW_VERSION "follow_version"
+#define AKC_META_FOLLOW_SYNCED  "follow_synced"
 #define AKC_DATA_FILE           "data.mdb"
 #define AKC_LOCK_FILE           "lock.mdb"
 
