@@ -136,21 +136,12 @@ bench-import: deps-bench all
 lint:
 	tools/lint.sh
 
-install: all
-	install -d $(DESTDIR)$(MODULES_DIR) $(DESTDIR)$(PREFIX)/sbin \
-	    $(DESTDIR)$(PREFIX)/share/man/man1 \
-	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions
-	install -m 0644 $(MODULE) $(DESTDIR)$(MODULES_DIR)/
-	install -m 0755 $(APIKEYCTL) $(DESTDIR)$(PREFIX)/sbin/
-	install -m 0644 tools/apikeyctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
-	install -m 0644 tools/apikeyctl.bash-completion \
-	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/apikeyctl
-
 clean:
 	rm -rf $(B)
 
 
 # further targets, one file per area: mk/matrix.mk (make test-matrix),
-# mk/check.mk (make fuzz, make test-asan, make test-valgrind)
+# mk/check.mk (make fuzz, make test-asan, make test-valgrind),
+# mk/install.mk (make install, make uninstall, make deb, make test-install)
 
 include $(wildcard mk/*.mk)

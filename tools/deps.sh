@@ -4,7 +4,7 @@
 # As root on Debian or Ubuntu, missing packages are installed with
 # apt-get; otherwise the exact command to run is printed.
 #
-# usage: tools/deps.sh [build|test|bench|fuzz|valgrind]
+# usage: tools/deps.sh [build|test|bench|fuzz|valgrind|deb]
 
 set -e
 
@@ -19,6 +19,13 @@ test)
     # tarballs (../shared/nginx): PCRE2, OpenSSL and zlib for its modules
     pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck
           libpcre2-dev libssl-dev tar gzip python3"
+    # t/install/packages.t builds, lints and installs the packages
+    pkgs="$pkgs dpkg-dev debhelper fakeroot lintian apt"
+    ;;
+deb)
+    # make deb: dpkg-buildpackage, debhelper (dh-sequence-nginx is in
+    # nginx-dev); make test-install also runs lintian
+    pkgs="$pkgs dpkg-dev debhelper fakeroot lintian apt"
     ;;
 bench)
     pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils perl
