@@ -1221,6 +1221,18 @@ akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
 
 
 int
+akc_meta_put_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
+    uint64_t value)
+{
+    unsigned char  buf[8];
+
+    akc_put_u64(buf, value);
+
+    return akc_meta_put(txn, dbs, name, buf, 8);
+}
+
+
+int
 akc_meta_check(MDB_txn *txn, const akc_dbs_t *dbs,
     const akc_secret_t *secret)
 {

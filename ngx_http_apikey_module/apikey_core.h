@@ -208,6 +208,8 @@ int akc_meta_init(MDB_txn *txn, const akc_dbs_t *dbs,
 int akc_meta_touch(MDB_txn *txn, const akc_dbs_t *dbs, int64_t now);
 int akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
     uint64_t *value);
+int akc_meta_put_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
+    uint64_t value);
 const char *akc_meta_strerror(int rc);
 
 int akc_env_check(MDB_txn *txn, int write);
