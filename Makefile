@@ -39,9 +39,15 @@ CTL_SRCS =      $(CTL_DIR)/apikeyctl.c $(CTL_DIR)/actl_error.c \
                 $(CTL_DIR)/actl_verify.c $(CTL_DIR)/actl_rotate.c \
                 $(CTL_DIR)/actl_stats.c $(CTL_DIR)/actl_check.c \
                 $(CTL_DIR)/actl_backup.c $(CTL_DIR)/actl_restore.c \
-                $(CTL_DIR)/actl_copy.c
-CTL_DEPS =      $(CTL_SRCS) $(CTL_DIR)/actl.h $(CORE_DEPS)
-CTL_LIBS =      -llmdb -lsodium -ljansson -lcsv -lz -pthread
+                $(CTL_DIR)/actl_copy.c \
+                $(CTL_DIR)/actl_follow.c $(CTL_DIR)/actl_follow_pg.c \
+                $(CTL_DIR)/actl_follow_write.c \
+                $(CTL_DIR)/actl_follow_schema.c
+CTL_DEPS =      $(CTL_SRCS) $(CTL_DIR)/actl.h $(CTL_DIR)/actl_follow.h \
+                $(CORE_DEPS)
+CTL_LIBS =      -llmdb -lsodium -ljansson -lcsv -lz -pthread \
+                $(shell pkg-config --cflags --libs libpq 2>/dev/null \
+                        || echo -I/usr/include/postgresql -lpq)
 
 MODULE =        $(B)/ngx_http_apikey_module.so
 APIKEYCTL =     $(B)/apikeyctl

@@ -11,7 +11,7 @@ set -e
 what=${1:-build}
 
 pkgs="nginx nginx-dev liblmdb-dev libsodium-dev zlib1g-dev libjansson-dev
-      libcsv-dev pkg-config make gcc"
+      libcsv-dev libpq-dev pkg-config make gcc"
 
 case "$what" in
 test)
@@ -19,6 +19,8 @@ test)
     # tarballs (../shared/nginx): PCRE2, OpenSSL and zlib for its modules
     pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck
           libpcre2-dev libssl-dev tar gzip python3"
+    # the follower's tests start PostgreSQL servers of their own
+    pkgs="$pkgs postgresql"
     # t/install/packages.t builds, lints and installs the packages
     pkgs="$pkgs dpkg-dev debhelper fakeroot lintian apt"
     ;;
@@ -29,7 +31,7 @@ deb)
     ;;
 bench)
     pkgs="$pkgs lmdb-utils curl wrk valgrind gnuplot-nox apache2-utils perl
-          time"
+          time postgresql"
     ;;
 fuzz)
     # make fuzz: clang and its libFuzzer runtime (-fsanitize=fuzzer)

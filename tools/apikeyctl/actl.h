@@ -530,6 +530,11 @@ typedef struct {
 int actl_cmd_restore(actl_ctx_t *ctx, int argc, char **argv);
 
 
+/* actl_follow*.c: follow, a PostgreSQL table (actl_follow.h) */
+
+int actl_cmd_follow(actl_ctx_t *ctx, int argc, char **argv);
+
+
 /* actl_copy.c: reading a copy of a database, for backup and restore */
 
 int actl_copy_open(actl_ctx_t *ctx, actl_copy_t *copy);

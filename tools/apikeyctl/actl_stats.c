@@ -29,6 +29,10 @@ typedef struct {
     uint64_t                format;
     uint64_t                generation;
     uint64_t                changed;
+    uint64_t                follow_version;     /* apikeyctl follow */
+    uint64_t                follow_synced;
+    int64_t                 now;
+    unsigned                followed:1;
     char                    fingerprint[2 * ACTL_STATS_FP_LEN + 1];
 } actl_stats_t;
 
@@ -259,6 +263,24 @@ actl_stats_meta(actl_ctx_t *ctx, MDB_txn *txn, actl_stats_t *st)
     }
 
     if (rc == MDB_SUCCESS) {
+        name = AKC_META_FOLLOW_VERSION;
+        rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->follow_version);
+
+        if (rc == MDB_SUCCESS) {
+            name = AKC_META_FOLLOW_SYNCED;
+            rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->follow_synced);
+        }
+
+        if (rc == MDB_SUCCESS) {
+            st->followed = 1;
+            st->now = ctx->now;
+
+        } else if (rc == MDB_NOTFOUND) {
+            rc = MDB_SUCCESS;
+        }
+    }
+
+    if (rc == MDB_SUCCESS) {
         name = AKC_META_FINGERPRINT;
 
         k.mv_size = sizeof(AKC_META_FINGERPRINT) - 1;
@@ -323,6 +345,17 @@ actl_stats_text(actl_stats_t *st)
                      && akc_time_format((int64_t) st->changed, t))
                     ? t : "-");
 
+    if (st->followed) {
+        actl_stats_line("follow_version", "%llu",
+                        (unsigned long long) st->follow_version);
+        actl_stats_line("follow_synced", "%s",
+                        (st->follow_synced && st->follow_synced <= INT64_MAX
+                         && akc_time_format((int64_t) st->follow_synced, t))
+                        ? t : "-");
+        actl_stats_line("follow_lag", "%lld s",
+                        (long long) (st->now - (int64_t) st->follow_synced));
+    }
+
 #undef actl_stats_line
 }
 
@@ -361,6 +394,14 @@ actl_stats_json(actl_ctx_t *ctx, actl_stats_t *st)
     actl_stats_int("generation", st->generation);
     actl_json_time(obj, "changed",
                    st->changed <= INT64_MAX ? (int64_t) st->changed : 0);
+
+    if (st->followed) {
+        actl_stats_int("follow_version", st->follow_version);
+        actl_json_time(obj, "follow_synced",
+                       st->follow_synced <= INT64_MAX
+                       ? (int64_t) st->follow_synced : 0);
+        actl_stats_int("follow_lag", st->now - (int64_t) st->follow_synced);
+    }
 
 #undef actl_stats_int
 

@@ -1,0 +1,105 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * apikeyctl follow: what its files share.  Only they see libpq; actl.h
+ * names the command alone.
+ */
+
+
+#ifndef _ACTL_FOLLOW_H_INCLUDED_
+#define _ACTL_FOLLOW_H_INCLUDED_
+
+
+#include "actl.h"
+
+#include <libpq-fe.h>
+
+
+#define ACTL_FOLLOW_CHANNEL     "apikey_keys"
+#define ACTL_FOLLOW_POLL_MS     1000
+#define ACTL_FOLLOW_BACKOFF_MAX 30000   /* ms */
+#define ACTL_FOLLOW_BATCH       10000   /* changes a write transaction */
+#define ACTL_FOLLOW_NFIELDS     11      /* the columns read, version last */
+
+/* the states logged when they change */
+#define ACTL_FOLLOW_START       0
+#define ACTL_FOLLOW_UP          1
+#define ACTL_FOLLOW_DOWN        2
+
+
+/* one change: a row (in imp) or a tombstone, in version order */
+
+typedef struct {
+    uint64_t                version;
+    uint32_t                row;        /* in imp->rows: a valid row */
+    uint32_t                id_off;     /* the id, in the follower's ids */
+    uint8_t                 id_len;
+    unsigned                tombstone:1;
+    unsigned                invalid:1;  /* a row that did not validate */
+    unsigned                has_hash:1;
+    unsigned char           hash[AKC_HASH_LEN];
+} actl_change_t;
+
+
+typedef struct {
+    actl_ctx_t             *ctx;
+    const char             *conninfo;
+    PGconn                 *conn;
+    actl_import_t          *imp;
+
+    uint64_t                version;    /* reached, as in meta */
+    uint64_t                target;     /* what the write reaches */
+    uint64_t                pruned;     /* PostgreSQL's low-water mark */
+    uint64_t                last;       /* its sequence's last value */
+    int64_t                 poll;       /* ms */
+    int64_t                 backoff;    /* ms */
+    int                     state;
+
+    actl_change_t          *changes;
+    size_t                  nchanges;
+    size_t                  nchanges_alloc;
+    char                   *ids;
+    size_t                  ids_len;
+    size_t                  ids_size;
+
+    uint64_t                rows;       /* of the last full sync */
+    uint64_t                invalid;
+
+    unsigned                once:1;
+    unsigned                synced:1;   /* meta has a version */
+    unsigned                full:1;     /* a full sync is due */
+} actl_follow_t;
+
+
+/* actl_follow_pg.c: PostgreSQL */
+
+int actl_follow_connect(actl_follow_t *fl);
+void actl_follow_disconnect(actl_follow_t *fl);
+int actl_follow_read_state(actl_follow_t *fl);
+int actl_follow_read_all(actl_follow_t *fl);
+int actl_follow_read_changes(actl_follow_t *fl, int *more);
+int actl_follow_wait(actl_follow_t *fl, int64_t ms);
+void actl_follow_pg_error(actl_follow_t *fl, const char *what);
+int actl_follow_row(actl_follow_t *fl, char **f, size_t *len,
+    int tombstone);
+
+
+/* actl_follow_write.c: the local database */
+
+int actl_follow_load(actl_follow_t *fl);
+int actl_follow_write_all(actl_follow_t *fl);
+int actl_follow_write_changes(actl_follow_t *fl);
+int actl_follow_write_synced(actl_follow_t *fl);
+void actl_follow_reset(actl_follow_t *fl);
+
+
+/* actl_follow_schema.c: the SQL */
+
+extern const char  actl_follow_schema[];
+
+
+extern volatile sig_atomic_t  actl_follow_stop;
+
+
+#endif /* _ACTL_FOLLOW_H_INCLUDED_ */

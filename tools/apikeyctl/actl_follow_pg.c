@@ -1,0 +1,489 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * apikeyctl follow: PostgreSQL.  The connection, the state of the table
+ * (its low-water mark, its sequence), the whole table or the changes
+ * after a version, read with COPY in the text format from the snapshot
+ * of one REPEATABLE READ transaction, and the wait for a NOTIFY.
+ */
+
+
+#include "actl_follow.h"
+
+#include <sys/select.h>
+
+
+#define ACTL_FOLLOW_TIME(col)                                                 \
+    "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+/* the columns of a row, as actl_follow_row() takes them */
+
+#define ACTL_FOLLOW_COLUMNS                                                   \
+    "encode(hash, 'hex'), id, subject, scopes, plan, "                        \
+    ACTL_FOLLOW_TIME("expires") ", " ACTL_FOLLOW_TIME("not_before") ", "      \
+    "disabled::text, hint, " ACTL_FOLLOW_TIME("created") ", version"
+
+
+static int actl_follow_exec(actl_follow_t *fl, const char *sql);
+static int actl_follow_copy(actl_follow_t *fl, const char *sql,
+    uint64_t *nrows);
+static int actl_follow_copy_row(actl_follow_t *fl, char *p, size_t len);
+static size_t actl_follow_unescape(char *p, size_t len);
+static int actl_follow_u64(const char *s, uint64_t *v);
+static void actl_follow_notice(void *arg, const PGresult *res);
+
+
+/*
+ * The connection: the operator's conninfo (a connection string or a
+ * URI) overrides the timeouts set first, so that a partition is noticed
+ * in seconds rather than when TCP gives up.
+ */
+
+int
+actl_follow_connect(actl_follow_t *fl)
+{
+    PGresult  *res;
+
+    static const char  *keys[] = {
+        "fallback_application_name", "connect_timeout", "keepalives_idle",
+        "keepalives_interval", "keepalives_count", "tcp_user_timeout",
+        "dbname", NULL
+    };
+
+    const char  *values[] = {
+        "apikeyctl follow", "10", "10", "5", "3", "15000",
+        fl->conninfo, NULL
+    };
+
+    fl->conn = PQconnectdbParams(keys, values, 1);
+
+    if (fl->conn == NULL) {
+        actl_error(fl->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    if (PQstatus(fl->conn) != CONNECTION_OK) {
+        return ACTL_FAIL;
+    }
+
+    (void) PQsetNoticeReceiver(fl->conn, actl_follow_notice, NULL);
+
+    /* a standby refuses LISTEN: the follower polls it */
+
+    res = PQexec(fl->conn, "LISTEN " ACTL_FOLLOW_CHANNEL);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK
+        && PQstatus(fl->conn) != CONNECTION_OK)
+    {
+        PQclear(res);
+        return ACTL_FAIL;
+    }
+
+    PQclear(res);
+
+    return ACTL_OK;
+}
+
+
+void
+actl_follow_disconnect(actl_follow_t *fl)
+{
+    if (fl->conn != NULL) {
+        PQfinish(fl->conn);
+        fl->conn = NULL;
+    }
+}
+
+
+/* the first line of libpq's message: it never holds the password */
+
+void
+actl_follow_pg_error(actl_follow_t *fl, const char *what)
+{
+    size_t       len;
+    const char  *msg;
+
+    msg = (fl->conn != NULL) ? PQerrorMessage(fl->conn) : "out of memory";
+
+    len = strcspn(msg, "\n");
+
+    actl_error(fl->ctx, "%s: %.*s", what, (int) len,
+               len ? msg : "connection lost");
+}
+
+
+static void
+actl_follow_notice(void *arg, const PGresult *res)
+{
+    /* NOTICEs (an idle LISTEN on a standby...) are not worth a line */
+}
+
+
+/*
+ * Opens the snapshot every read of this round uses, and reads the
+ * low-water mark of the tombstones and the sequence's last value.
+ */
+
+int
+actl_follow_read_state(actl_follow_t *fl)
+{
+    PGresult  *res;
+
+    if (actl_follow_exec(fl, "BEGIN ISOLATION LEVEL REPEATABLE READ, "
+                             "READ ONLY")
+        != ACTL_OK)
+    {
+        return ACTL_FAIL;
+    }
+
+    res = PQexec(fl->conn,
+                 "SELECT s.pruned, CASE WHEN v.is_called THEN v.last_value "
+                 "ELSE 0 END FROM apikey_state s, apikey_version v");
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1
+        || PQnfields(res) != 2
+        || actl_follow_u64(PQgetvalue(res, 0, 0), &fl->pruned) != ACTL_OK
+        || actl_follow_u64(PQgetvalue(res, 0, 1), &fl->last) != ACTL_OK)
+    {
+        if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+            actl_error(fl->ctx, "apikey_state does not hold one row: "
+                       "load the schema (apikeyctl follow --print-schema)");
+        }
+
+        PQclear(res);
+        return ACTL_FAIL;
+    }
+
+    PQclear(res);
+
+    return ACTL_OK;
+}
+
+
+/*
+ * The whole table: the version reached is the highest the snapshot
+ * holds, of a key, of a tombstone or of the low-water mark.
+ */
+
+int
+actl_follow_read_all(actl_follow_t *fl)
+{
+    uint64_t   nrows, v;
+    PGresult  *res;
+
+    res = PQexec(fl->conn,
+                 "SELECT greatest((SELECT max(version) FROM apikey_keys), "
+                 "(SELECT max(version) FROM apikey_tombstones), 0)");
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1
+        || actl_follow_u64(PQgetvalue(res, 0, 0), &v) != ACTL_OK)
+    {
+        PQclear(res);
+        return ACTL_FAIL;
+    }
+
+    PQclear(res);
+
+    fl->target = (v > fl->pruned) ? v : fl->pruned;
+
+    return actl_follow_copy(fl, "COPY (SELECT 0, " ACTL_FOLLOW_COLUMNS
+                                " FROM apikey_keys) TO STDOUT", &nrows);
+}
+
+
+/*
+ * The rows and tombstones after the version reached, in version order,
+ * ACTL_FOLLOW_BATCH at most: one version is one change, so a batch ends
+ * between two.
+ */
+
+int
+actl_follow_read_changes(actl_follow_t *fl, int *more)
+{
+    char      sql[1024];
+    uint64_t  nrows;
+
+    snprintf(sql, sizeof(sql),
+             "COPY (SELECT * FROM ("
+             "SELECT 0, " ACTL_FOLLOW_COLUMNS " FROM apikey_keys "
+             "WHERE version > %llu "
+             "UNION ALL "
+             "SELECT 1, encode(hash, 'hex'), id, NULL, NULL, NULL, NULL, "
+             "NULL, NULL, NULL, NULL, version FROM apikey_tombstones "
+             "WHERE version > %llu) c "
+             "ORDER BY 12 LIMIT %d) TO STDOUT",
+             (unsigned long long) fl->version,
+             (unsigned long long) fl->version, ACTL_FOLLOW_BATCH);
+
+    fl->target = fl->version;
+
+    if (actl_follow_copy(fl, sql, &nrows) != ACTL_OK) {
+        return ACTL_FAIL;
+    }
+
+    *more = (nrows == ACTL_FOLLOW_BATCH);
+
+    return ACTL_OK;
+}
+
+
+static int
+actl_follow_exec(actl_follow_t *fl, const char *sql)
+{
+    PGresult  *res;
+
+    res = PQexec(fl->conn, sql);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        PQclear(res);
+        return ACTL_FAIL;
+    }
+
+    PQclear(res);
+
+    return ACTL_OK;
+}
+
+
+static int
+actl_follow_copy(actl_follow_t *fl, const char *sql, uint64_t *nrows)
+{
+    int        n, rc;
+    char      *buf;
+    PGresult  *res;
+
+    *nrows = 0;
+
+    res = PQexec(fl->conn, sql);
+
+    if (PQresultStatus(res) != PGRES_COPY_OUT) {
+        PQclear(res);
+        return ACTL_FAIL;
+    }
+
+    PQclear(res);
+
+    rc = ACTL_OK;
+
+    for ( ;; ) {
+        n = PQgetCopyData(fl->conn, &buf, 0);
+
+        if (n < 0) {
+            break;
+        }
+
+        if (rc == ACTL_OK) {
+            rc = actl_follow_copy_row(fl, buf, (size_t) n);
+            (*nrows)++;
+        }
+
+        PQfreemem(buf);
+    }
+
+    if (n == -2) {
+        return ACTL_FAIL;
+    }
+
+    res = PQgetResult(fl->conn);
+
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        rc = ACTL_FAIL;
+    }
+
+    PQclear(res);
+
+    while ((res = PQgetResult(fl->conn)) != NULL) {
+        PQclear(res);
+    }
+
+    if (rc == ACTL_INVALID) {
+        /* a row PostgreSQL should never send: the connection is dropped */
+        return ACTL_FAIL;
+    }
+
+    return rc;
+}
+
+
+/* one line of COPY's text format: fields split by tabs, \N for NULL */
+
+static int
+actl_follow_copy_row(actl_follow_t *fl, char *p, size_t len)
+{
+    int      n;
+    char    *f[ACTL_FOLLOW_NFIELDS + 1], *end, *tab;
+    size_t   flen[ACTL_FOLLOW_NFIELDS + 1];
+
+    if (len == 0 || p[len - 1] != '\n') {
+        actl_error(fl->ctx, "a COPY row without its end of line");
+        return ACTL_INVALID;
+    }
+
+    end = p + len - 1;
+
+    for (n = 0; n < ACTL_FOLLOW_NFIELDS + 1; n++) {
+        tab = memchr(p, '\t', end - p);
+        if (tab == NULL) {
+            tab = end;
+        }
+
+        f[n] = p;
+
+        if (tab - p == 2 && p[0] == '\\' && p[1] == 'N') {
+            flen[n] = 0;
+
+        } else {
+            flen[n] = actl_follow_unescape(p, tab - p);
+        }
+
+        p = tab + 1;
+
+        if (tab == end) {
+            break;
+        }
+    }
+
+    if (n != ACTL_FOLLOW_NFIELDS || p != end + 1) {
+        actl_error(fl->ctx, "a COPY row of %d fields, not %d", n + 1,
+                   ACTL_FOLLOW_NFIELDS + 1);
+        return ACTL_INVALID;
+    }
+
+    return actl_follow_row(fl, &f[1], &flen[1], f[0][0] == '1');
+}
+
+
+static size_t
+actl_follow_unescape(char *p, size_t len)
+{
+    char    c;
+    size_t  i, j;
+
+    if (memchr(p, '\\', len) == NULL) {
+        return len;
+    }
+
+    for (i = 0, j = 0; i < len; i++, j++) {
+        c = p[i];
+
+        if (c == '\\' && i + 1 < len) {
+            c = p[++i];
+
+            switch (c) {
+            case 'b':
+                c = '\b';
+                break;
+            case 'f':
+                c = '\f';
+                break;
+            case 'n':
+                c = '\n';
+                break;
+            case 'r':
+                c = '\r';
+                break;
+            case 't':
+                c = '\t';
+                break;
+            case 'v':
+                c = '\v';
+                break;
+            default:
+                /* \\ and the rest: the character itself */
+                break;
+            }
+        }
+
+        p[j] = c;
+    }
+
+    return j;
+}
+
+
+static int
+actl_follow_u64(const char *s, uint64_t *v)
+{
+    char                *end;
+    unsigned long long   n;
+
+    if (s[0] < '0' || s[0] > '9') {
+        return ACTL_FAIL;
+    }
+
+    errno = 0;
+    n = strtoull(s, &end, 10);
+
+    if (errno != 0 || *end != '\0') {
+        return ACTL_FAIL;
+    }
+
+    *v = n;
+
+    return ACTL_OK;
+}
+
+
+/*
+ * Waits ms milliseconds at most, less when a NOTIFY arrives or a signal
+ * stops the follower; ACTL_FAIL when the connection is lost.
+ */
+
+int
+actl_follow_wait(actl_follow_t *fl, int64_t ms)
+{
+    int              fd, n, woken;
+    fd_set           rfds;
+    PGnotify        *nt;
+    struct timeval   tv;
+
+    woken = 0;
+
+    for ( ;; ) {
+        if (fl->conn != NULL) {
+            if (PQconsumeInput(fl->conn) == 0) {
+                return ACTL_FAIL;
+            }
+
+            while ((nt = PQnotifies(fl->conn)) != NULL) {
+                woken = 1;
+                PQfreemem(nt);
+            }
+        }
+
+        if (woken || actl_follow_stop || ms <= 0) {
+            return ACTL_OK;
+        }
+
+        fd = (fl->conn != NULL) ? PQsocket(fl->conn) : -1;
+
+        FD_ZERO(&rfds);
+
+        if (fd >= 0) {
+            FD_SET(fd, &rfds);
+        }
+
+        tv.tv_sec = ms / 1000;
+        tv.tv_usec = (ms % 1000) * 1000;
+
+        n = select(fd + 1, &rfds, NULL, NULL, &tv);
+
+        if (n == 0) {
+            return ACTL_OK;
+        }
+
+        if (n == -1) {
+            if (errno == EINTR) {
+                continue;
+            }
+
+            actl_error(fl->ctx, "select() failed: %s", strerror(errno));
+            return ACTL_OK;
+        }
+
+        /* woken by data: what is left is waited for again */
+
+        ms = 0;
+    }
+}

@@ -1,0 +1,587 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * apikeyctl follow: the local database.  The rows of PostgreSQL are
+ * checked as import checks its rows (actl_import_row()); the whole
+ * table is written as import --replace writes a file, and the changes
+ * after a version one after the other, in version order; either way in
+ * one write transaction, with the version it reaches in meta.
+ */
+
+
+#include "actl_follow.h"
+
+
+static int actl_follow_all(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static int actl_follow_changes(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static int actl_follow_synced(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static int actl_follow_meta(actl_follow_t *fl, MDB_txn *txn);
+static int actl_follow_put(actl_follow_t *fl, MDB_txn *txn,
+    actl_change_t *ch);
+static int actl_follow_del(actl_follow_t *fl, MDB_txn *txn,
+    actl_change_t *ch);
+static int actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
+    const unsigned char *hash);
+static int actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch,
+    const char *id, size_t len);
+
+
+/* the version reached when the database was last written, if any */
+
+int
+actl_follow_load(actl_follow_t *fl)
+{
+    int       rc;
+    MDB_txn  *txn;
+
+    if (actl_begin(fl->ctx, MDB_RDONLY, 0, 1, &txn) != ACTL_OK) {
+        return ACTL_FAIL;
+    }
+
+    rc = akc_meta_get_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_VERSION,
+                          &fl->version);
+
+    mdb_txn_abort(txn);
+
+    if (rc == MDB_NOTFOUND) {
+        fl->version = 0;
+        fl->synced = 0;
+        return ACTL_OK;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        actl_error(fl->ctx, "meta \"%s\": %s", AKC_META_FOLLOW_VERSION,
+                   rc == MDB_CORRUPTED ? "not an 8-byte number"
+                                       : mdb_strerror(rc));
+        return ACTL_FAIL;
+    }
+
+    fl->synced = 1;
+
+    return ACTL_OK;
+}
+
+
+/*
+ * A row or a tombstone, from actl_follow_pg.c: f[] are hash, id,
+ * subject, scopes, plan, expires, not_before, disabled, hint, created
+ * and version.  A row that import would refuse is logged with its id
+ * and its version, and stands for its key's removal: a key PostgreSQL
+ * holds in a state no node can serve is not served (fail closed).
+ */
+
+int
+actl_follow_row(actl_follow_t *fl, char **f, size_t *len, int tombstone)
+{
+    int             rc;
+    char            err[ACTL_ERR_LEN], q[ACTL_QUOTE_LEN];
+    size_t          size;
+    uint64_t        version;
+    actl_import_t  *imp;
+    actl_fields_t   fields;
+    actl_change_t  *ch, *changes;
+
+    static const actl_col_e  cols[] = {
+        ACTL_COL_HASH, ACTL_COL_ID, ACTL_COL_SUBJECT, ACTL_COL_SCOPES,
+        ACTL_COL_PLAN, ACTL_COL_EXPIRES, ACTL_COL_NOT_BEFORE,
+        ACTL_COL_DISABLED, ACTL_COL_HINT, ACTL_COL_CREATED
+    };
+
+    imp = fl->imp;
+
+    f[10][len[10]] = '\0';
+    version = strtoull(f[10], NULL, 10);
+
+    if (version > fl->target) {
+        fl->target = version;
+    }
+
+    ch = NULL;
+
+    if (!fl->full) {
+        if (fl->nchanges == fl->nchanges_alloc) {
+            size = fl->nchanges_alloc ? 2 * fl->nchanges_alloc : 256;
+
+            changes = realloc(fl->changes, size * sizeof(actl_change_t));
+            if (changes == NULL) {
+                actl_error(fl->ctx, "out of memory");
+                return ACTL_FAIL;
+            }
+
+            fl->changes = changes;
+            fl->nchanges_alloc = size;
+        }
+
+        ch = &fl->changes[fl->nchanges++];
+        memset(ch, 0, sizeof(actl_change_t));
+        ch->version = version;
+        ch->tombstone = tombstone ? 1 : 0;
+
+        if (actl_check_hash(f[0], len[0], ch->hash, err, sizeof(err))
+            == ACTL_OK)
+        {
+            ch->has_hash = 1;
+        }
+
+        if (len[1] > 0 && len[1] <= AKC_ID_MAX_LEN
+            && akc_id_valid(f[1], len[1]))
+        {
+            if (actl_follow_keep_id(fl, ch, f[1], len[1]) != ACTL_OK) {
+                return ACTL_FAIL;
+            }
+        }
+
+        if (tombstone) {
+            return ACTL_OK;
+        }
+    }
+
+    memset(&fields, 0, sizeof(actl_fields_t));
+
+    for (size = 0; size < sizeof(cols) / sizeof(cols[0]); size++) {
+        fields.data[cols[size]] = f[size];
+        fields.len[cols[size]] = len[size];
+    }
+
+    imp->line = version;
+    imp->brow = NULL;
+
+    rc = actl_import_row(imp, &fields, err, sizeof(err));
+
+    if (rc == ACTL_OK) {
+        if (ch != NULL) {
+            ch->row = (uint32_t) (imp->nrows - 1);
+        }
+
+        fl->rows++;
+
+        return ACTL_OK;
+    }
+
+    if (rc != ACTL_INVALID) {
+        return rc;
+    }
+
+    fl->invalid++;
+
+    if (ch != NULL) {
+        ch->invalid = 1;
+    }
+
+    actl_error(fl->ctx, "row %s of version %llu: %s; its key is not served",
+               actl_has_key(f[1], len[1]) ? ACTL_A_KEY
+                                          : actl_quote(f[1], len[1], q),
+               (unsigned long long) version, err);
+
+    return ACTL_OK;
+}
+
+
+static int
+actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch, const char *id,
+    size_t len)
+{
+    char    *ids;
+    size_t   size;
+
+    if (fl->ids_size - fl->ids_len < len) {
+        size = fl->ids_size ? 2 * fl->ids_size : 65536;
+
+        ids = realloc(fl->ids, size);
+        if (ids == NULL) {
+            actl_error(fl->ctx, "out of memory");
+            return ACTL_FAIL;
+        }
+
+        fl->ids = ids;
+        fl->ids_size = size;
+    }
+
+    memcpy(fl->ids + fl->ids_len, id, len);
+
+    ch->id_off = (uint32_t) fl->ids_len;
+    ch->id_len = (uint8_t) len;
+    fl->ids_len += len;
+
+    return ACTL_OK;
+}
+
+
+/* the rows read, for the next round */
+
+void
+actl_follow_reset(actl_follow_t *fl)
+{
+    actl_import_t  *imp;
+
+    imp = fl->imp;
+
+    actl_import_free(imp);
+    memset(imp, 0, sizeof(actl_import_t));
+
+    imp->ctx = fl->ctx;
+    imp->skip_invalid = 1;
+    imp->threads = 0;
+
+    fl->nchanges = 0;
+    fl->ids_len = 0;
+    fl->rows = 0;
+    fl->invalid = 0;
+}
+
+
+int
+actl_follow_write_all(actl_follow_t *fl)
+{
+    int  rc;
+
+    fl->ctx->now = (int64_t) time(NULL);
+
+    rc = actl_write(fl->ctx, actl_follow_all, fl);
+
+    if (rc == ACTL_OK) {
+        (void) actl_import_report(fl->imp);
+    }
+
+    return rc;
+}
+
+
+int
+actl_follow_write_changes(actl_follow_t *fl)
+{
+    fl->ctx->now = (int64_t) time(NULL);
+
+    return actl_write(fl->ctx, actl_follow_changes, fl);
+}
+
+
+/*
+ * Nothing changed: the time of this poll alone, without bumping the
+ * generation (nginx has nothing new to see)
+ */
+
+int
+actl_follow_write_synced(actl_follow_t *fl)
+{
+    int       rc;
+    MDB_txn  *txn;
+
+    fl->ctx->now = (int64_t) time(NULL);
+
+    for ( ;; ) {
+        if (actl_begin(fl->ctx, 0, 0, 1, &txn) != ACTL_OK) {
+            return ACTL_FAIL;
+        }
+
+        rc = actl_follow_synced(fl->ctx, txn, fl);
+
+        if (rc == ACTL_OK) {
+            return actl_commit(fl->ctx, &txn);
+        }
+
+        mdb_txn_abort(txn);
+
+        if (rc != ACTL_MAP_FULL) {
+            return rc;
+        }
+
+        /* a full map: actl_write() grows it */
+
+        return actl_write(fl->ctx, actl_follow_synced, fl);
+    }
+}
+
+
+/*
+ * The whole table: as import --replace of every row, or every key
+ * removed when the table is empty.  The follower is the database's only
+ * writer: PostgreSQL is the whole truth, so nothing needs --force.
+ */
+
+static int
+actl_follow_all(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    actl_follow_t  *fl = data;
+
+    int             rc;
+    actl_import_t  *imp;
+
+    imp = fl->imp;
+
+    if (imp->nrows == 0) {
+        rc = mdb_drop(txn, ctx->dbs.keys, 0);
+
+        if (rc == MDB_SUCCESS) {
+            rc = mdb_drop(txn, ctx->dbs.ids, 0);
+        }
+
+        if (rc != MDB_SUCCESS) {
+            return actl_mdb_write_error(ctx, "mdb_drop", rc);
+        }
+
+        return actl_follow_meta(fl, txn);
+    }
+
+    imp->replace = 1;
+    imp->force = 1;
+    imp->rc = ACTL_OK;
+
+    rc = actl_import_write(ctx, txn, imp);
+
+    if (rc == ACTL_IMPORT_SAME) {
+        rc = ACTL_OK;
+    }
+
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    return actl_follow_meta(fl, txn);
+}
+
+
+static int
+actl_follow_changes(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    actl_follow_t  *fl = data;
+
+    int             rc;
+    size_t          i;
+    actl_change_t  *ch;
+
+    for (i = 0; i < fl->nchanges; i++) {
+        ch = &fl->changes[i];
+
+        if (ch->tombstone || ch->invalid) {
+            rc = actl_follow_del(fl, txn, ch);
+
+        } else {
+            rc = actl_follow_put(fl, txn, ch);
+        }
+
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+    }
+
+    return actl_follow_meta(fl, txn);
+}
+
+
+static int
+actl_follow_synced(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    int  rc;
+
+    rc = akc_meta_put_u64(txn, &ctx->dbs, AKC_META_FOLLOW_SYNCED,
+                          (uint64_t) ctx->now);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_put", rc);
+    }
+
+    return ACTL_OK;
+}
+
+
+static int
+actl_follow_meta(actl_follow_t *fl, MDB_txn *txn)
+{
+    int  rc;
+
+    rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_VERSION,
+                          fl->target);
+
+    if (rc == MDB_SUCCESS) {
+        rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_SYNCED,
+                              (uint64_t) fl->ctx->now);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(fl->ctx, "mdb_put", rc);
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
+ * A row: the key stored under its id before (another hash) goes, the
+ * id its hash had before (another id) goes, and the record is put.
+ */
+
+static int
+actl_follow_put(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
+{
+    int             rc;
+    MDB_val         k, v;
+    actl_row_t     *row;
+    akc_record_t    old;
+    unsigned char   hash[AKC_HASH_LEN];
+    const char     *id;
+
+    row = &fl->imp->rows[ch->row];
+    id = (const char *) fl->imp->arena + row->off + row->len;
+
+    k.mv_size = row->id_len;
+    k.mv_data = (void *) id;
+
+    rc = mdb_get(txn, fl->ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_SUCCESS && v.mv_size == AKC_HASH_LEN
+        && memcmp(v.mv_data, row->hash, AKC_HASH_LEN) != 0)
+    {
+        memcpy(hash, v.mv_data, AKC_HASH_LEN);
+
+        rc = actl_follow_del_hash(fl, txn, hash);
+        if (rc != ACTL_OK) {
+            return rc;
+        }
+
+    } else if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+        return actl_mdb_write_error(fl->ctx, "mdb_get", rc);
+    }
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = row->hash;
+
+    rc = mdb_get(txn, fl->ctx->dbs.keys, &k, &v);
+
+    if (rc == MDB_SUCCESS) {
+        if (akc_record_decode(&old, v.mv_data, v.mv_size) == AKC_OK
+            && (old.id.len != row->id_len
+                || memcmp(old.id.data, id, row->id_len) != 0))
+        {
+            k.mv_size = old.id.len;
+            k.mv_data = (void *) old.id.data;
+
+            rc = mdb_del(txn, fl->ctx->dbs.ids, &k, NULL);
+            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+                return actl_mdb_write_error(fl->ctx, "mdb_del", rc);
+            }
+        }
+
+    } else if (rc != MDB_NOTFOUND) {
+        return actl_mdb_write_error(fl->ctx, "mdb_get", rc);
+    }
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = row->hash;
+    v.mv_size = row->len;
+    v.mv_data = fl->imp->arena + row->off;
+
+    rc = mdb_put(txn, fl->ctx->dbs.keys, &k, &v, 0);
+
+    if (rc == MDB_SUCCESS) {
+        k.mv_size = row->id_len;
+        k.mv_data = (void *) id;
+        v.mv_size = AKC_HASH_LEN;
+        v.mv_data = row->hash;
+
+        rc = mdb_put(txn, fl->ctx->dbs.ids, &k, &v, 0);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(fl->ctx, "mdb_put", rc);
+    }
+
+    return ACTL_OK;
+}
+
+
+/* a tombstone, or a row that did not validate: its id and hash go */
+
+static int
+actl_follow_del(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
+{
+    int             rc;
+    MDB_val         k, v;
+    unsigned char   hash[AKC_HASH_LEN];
+    const char     *id;
+
+    id = fl->ids + ch->id_off;
+
+    if (ch->id_len > 0) {
+        k.mv_size = ch->id_len;
+        k.mv_data = (void *) id;
+
+        rc = mdb_get(txn, fl->ctx->dbs.ids, &k, &v);
+
+        if (rc == MDB_SUCCESS && v.mv_size == AKC_HASH_LEN) {
+            memcpy(hash, v.mv_data, AKC_HASH_LEN);
+
+            rc = actl_follow_del_hash(fl, txn, hash);
+            if (rc != ACTL_OK) {
+                return rc;
+            }
+
+            rc = mdb_del(txn, fl->ctx->dbs.ids, &k, NULL);
+        }
+
+        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
+            return actl_mdb_write_error(fl->ctx, "mdb_del", rc);
+        }
+    }
+
+    if (ch->has_hash) {
+        return actl_follow_del_hash(fl, txn, ch->hash);
+    }
+
+    return ACTL_OK;
+}
+
+
+/* the key of a hash goes, and its id with it */
+
+static int
+actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
+    const unsigned char *hash)
+{
+    int            rc;
+    MDB_val        k, v;
+    akc_record_t   old;
+    char           old_id[AKC_ID_MAX_LEN];
+    size_t         old_len;
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = (void *) hash;
+
+    rc = mdb_get(txn, fl->ctx->dbs.keys, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return ACTL_OK;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(fl->ctx, "mdb_get", rc);
+    }
+
+    old_len = 0;
+
+    if (akc_record_decode(&old, v.mv_data, v.mv_size) == AKC_OK
+        && old.id.len <= AKC_ID_MAX_LEN)
+    {
+        old_len = old.id.len;
+        memcpy(old_id, old.id.data, old_len);
+    }
+
+    rc = mdb_del(txn, fl->ctx->dbs.keys, &k, NULL);
+
+    if (rc == MDB_SUCCESS && old_len > 0) {
+        k.mv_size = old_len;
+        k.mv_data = old_id;
+
+        rc = mdb_del(txn, fl->ctx->dbs.ids, &k, NULL);
+
+        if (rc == MDB_NOTFOUND) {
+            rc = MDB_SUCCESS;
+        }
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(fl->ctx, "mdb_del", rc);
+    }
+
+    return ACTL_OK;
+}
