@@ -25,7 +25,9 @@ B =             build
 CORE_DIR =      ngx_http_apikey_module
 CORE_SRC =      $(CORE_DIR)/apikey_core.c
 CORE_DEPS =     $(CORE_SRC) $(CORE_DIR)/apikey_core.h
-MODULE_SRCS =   $(CORE_DEPS) $(CORE_DIR)/ngx_http_apikey_module.c config
+MODULE_SRCS =   $(CORE_DEPS) $(CORE_DIR)/ngx_http_apikey_module.c \
+                $(CORE_DIR)/ngx_http_apikey_metrics.c \
+                $(CORE_DIR)/ngx_http_apikey_metrics.h config
 CTL_DIR =       tools/apikeyctl
 CTL_SRCS =      $(CTL_DIR)/apikeyctl.c $(CTL_DIR)/actl_error.c \
                 $(CTL_DIR)/actl_mem.c $(CTL_DIR)/actl_db.c \

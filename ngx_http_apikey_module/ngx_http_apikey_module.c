@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "apikey_core.h"
+#include "ngx_http_apikey_metrics.h"
 
 
 #define NGX_HTTP_APIKEY_OFF             0
@@ -112,6 +113,7 @@ struct ngx_http_apikey_env_s {
     ngx_http_apikey_handle_t   *handle;
     time_t                      next_open;
     time_t                      next_check;
+    ngx_uint_t                  opened;     /* once in this process */
     ngx_uint_t                  damaged;    /* NGX_HTTP_APIKEY_DAMAGED_* */
     ngx_file_info_t             damage;     /* the data file that faulted */
     dev_t                       damage_lock_dev;
@@ -141,6 +143,7 @@ typedef struct {
     ngx_array_t                 dbs;        /* ngx_http_apikey_db_t * */
     ngx_int_t                   index[NGX_HTTP_APIKEY_NVARS];
     ngx_flag_t                  hide;       /* some location hides */
+    ngx_http_apikey_metrics_t  *metrics;    /* some location has them */
 } ngx_http_apikey_main_conf_t;
 
 
@@ -154,6 +157,7 @@ typedef struct {
     ngx_str_t                   realm;
     ngx_flag_t                  hide;
     ngx_flag_t                  skip_preflight;
+    ngx_http_apikey_metrics_server_t  *metrics;
 } ngx_http_apikey_loc_conf_t;
 
 
@@ -272,6 +276,11 @@ static ngx_uint_t ngx_http_apikey_env_damaged(ngx_http_apikey_env_t *env,
     ngx_file_info_t *data, ngx_file_info_t *lock);
 static void ngx_http_apikey_fault(int signo, siginfo_t *si, void *uc);
 static void ngx_http_apikey_assert(MDB_env *env, const char *msg);
+static ngx_http_apikey_metrics_t *ngx_http_apikey_cycle_metrics(void);
+static ngx_int_t ngx_http_apikey_read_stats(ngx_log_t *log,
+    ngx_http_apikey_db_t *db, ngx_http_apikey_handle_t *h,
+    ngx_http_apikey_db_stats_t *st);
+static int ngx_http_apikey_count_reader(const char *msg, void *data);
 
 static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
@@ -300,6 +309,8 @@ static ngx_uint_t ngx_http_apikey_source_same(ngx_http_apikey_source_t *a,
 static char *ngx_http_apikey_scope(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_apikey_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
 static ngx_int_t ngx_http_apikey_init_process(ngx_cycle_t *cycle);
@@ -363,6 +374,13 @@ static ngx_command_t  ngx_http_apikey_commands[] = {
       ngx_http_apikey_realm,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_apikey_loc_conf_t, realm),
+      NULL },
+
+    { ngx_string("apikey_metrics"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_apikey_metrics,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
       NULL },
 
       ngx_null_command
@@ -499,6 +517,8 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
     }
 
     ngx_http_apikey_set_variables(r, ctx);
+
+    ngx_http_apikey_metrics_request(r, alcf->metrics, ctx->status);
 
     if (ctx->status != AKC_STATUS_VALID) {
         ngx_http_apikey_log_rejection(r, ctx);
@@ -1491,9 +1511,10 @@ static void
 ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
 {
-    sigjmp_buf                 jb;
-    akc_key_kind_e             kind;
-    ngx_http_apikey_handle_t  *h;
+    sigjmp_buf                    jb;
+    akc_key_kind_e                kind;
+    ngx_http_apikey_handle_t     *h;
+    ngx_http_apikey_main_conf_t  *amcf;
 
     /* the shape and checksum are checked without touching the database */
 
@@ -1509,6 +1530,10 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
         ctx->status = AKC_STATUS_ERROR;
         return;
     }
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    ngx_http_apikey_metrics_lookup(amcf->metrics, r->connection->log);
 
     if (sigsetjmp(jb, 0) != 0) {
 
@@ -1528,6 +1553,9 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
             db->env->next_open = ngx_time() + 1;
         }
 
+        ngx_http_apikey_metrics_lookup_error(amcf->metrics,
+                                             r->connection->log);
+
         ctx->status = AKC_STATUS_ERROR;
         return;
     }
@@ -1537,6 +1565,11 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ctx->status = ngx_http_apikey_read(r, db, h, ctx, key);
 
     ngx_http_apikey_fault_jmp = NULL;
+
+    if (ctx->status == AKC_STATUS_ERROR) {
+        ngx_http_apikey_metrics_lookup_error(amcf->metrics,
+                                             r->connection->log);
+    }
 }
 
 
@@ -2286,6 +2319,10 @@ opened:
     env->handle = h;
     env->next_check = ngx_time() + 1;
 
+    if (env->opened++) {
+        ngx_http_apikey_metrics_reopen(ngx_http_apikey_cycle_metrics(), log);
+    }
+
     /*
      * the same damaged data file, opened again for the keys it still
      * reads: its fault stays logged once, not once per reopening
@@ -2921,6 +2958,199 @@ ngx_http_apikey_assert(MDB_env *env, const char *msg)
 }
 
 
+ngx_http_apikey_metrics_t *
+ngx_http_apikey_get_metrics(ngx_http_request_t *r)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    return amcf->metrics;
+}
+
+
+static ngx_http_apikey_metrics_t *
+ngx_http_apikey_cycle_metrics(void)
+{
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    /* the configuration this process serves, where there is no request */
+
+    amcf = ngx_http_cycle_get_module_main_conf((ngx_cycle_t *) ngx_cycle,
+                                               ngx_http_apikey_module);
+
+    return (amcf != NULL) ? amcf->metrics : NULL;
+}
+
+
+ngx_int_t
+ngx_http_apikey_db_stats(ngx_http_request_t *r, ngx_uint_t n,
+    ngx_http_apikey_db_stats_t *st)
+{
+    ngx_log_t                    *log;
+    sigjmp_buf                    jb;
+    ngx_http_apikey_db_t         *db, **dbp;
+    ngx_http_apikey_handle_t     *h;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
+
+    if (n >= amcf->dbs.nelts) {
+        return NGX_DECLINED;
+    }
+
+    dbp = amcf->dbs.elts;
+    db = dbp[n];
+    log = r->connection->log;
+
+    ngx_memzero(st, sizeof(ngx_http_apikey_db_stats_t));
+    st->path = db->path;
+
+    /* the files as they are now, not as they were up to a second ago */
+
+    if (db->env->handle != NULL) {
+        db->env->next_check = 0;
+    }
+
+    h = ngx_http_apikey_env_usable(log, db);
+    if (h == NULL) {
+        return NGX_OK;
+    }
+
+    if (sigsetjmp(jb, 0) != 0) {
+
+        /* as in ngx_http_apikey_check(): not usable, and closed */
+
+        ngx_http_apikey_fault_jmp = NULL;
+
+        ngx_http_apikey_fault_error(log, db->env, h,
+                                    NGX_HTTP_APIKEY_DAMAGED_READ);
+
+        if (db->env->handle == h) {
+            h->broken = 1;
+            ngx_http_apikey_env_detach(db->env);
+            db->env->next_open = ngx_time() + 1;
+        }
+
+        st->usable = 0;
+
+        return NGX_OK;
+    }
+
+    ngx_http_apikey_fault_jmp = &jb;
+
+    st->usable = (ngx_http_apikey_read_stats(log, db, h, st) == NGX_OK);
+
+    ngx_http_apikey_fault_jmp = NULL;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_apikey_read_stats(ngx_log_t *log, ngx_http_apikey_db_t *db,
+    ngx_http_apikey_handle_t *h, ngx_http_apikey_db_stats_t *st)
+{
+    int          rc;
+    MDB_stat     ms;
+    MDB_envinfo  info;
+
+    /* inside the fault guard of ngx_http_apikey_db_stats() */
+
+    if (ngx_http_apikey_env_renew(log, db->env, h) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_memcmp(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN)
+        != 0)
+    {
+        rc = akc_meta_check(h->txn, &h->dbs, &db->secret->secret);
+
+        if (rc != AKC_OK) {
+            ngx_http_apikey_txn_end(h);
+            ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
+                                      "apikey database \"%s\": %s with "
+                                      "secret \"%V\"", db->env->path,
+                                      akc_meta_strerror(rc),
+                                      &db->secret->path);
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN);
+    }
+
+    /* what apikeyctl stats reports, read the same way */
+
+    (void) akc_meta_get_u64(h->txn, &h->dbs, AKC_META_GENERATION,
+                            &st->generation);
+    (void) akc_meta_get_u64(h->txn, &h->dbs, AKC_META_CHANGED, &st->changed);
+
+    if (akc_meta_get_u64(h->txn, &h->dbs, AKC_META_FOLLOW_VERSION,
+                         &st->follow_version)
+        == MDB_SUCCESS)
+    {
+        st->follow = 1;
+        (void) akc_meta_get_u64(h->txn, &h->dbs, AKC_META_FOLLOW_SYNCED,
+                                &st->follow_synced);
+    }
+
+    rc = mdb_stat(h->txn, h->dbs.keys, &ms);
+    if (rc != MDB_SUCCESS) {
+        goto failed;
+    }
+
+    st->keys = ms.ms_entries;
+
+    rc = mdb_env_info(h->env, &info);
+    if (rc != MDB_SUCCESS) {
+        goto failed;
+    }
+
+    st->map_size = info.me_mapsize;
+    st->map_used = ((uint64_t) info.me_last_pgno + 1) * ms.ms_psize;
+    st->readers_max = info.me_maxreaders;
+
+    if (mdb_reader_list(h->env, ngx_http_apikey_count_reader,
+                        &st->readers_used)
+        < 0)
+    {
+        rc = EINVAL;
+        goto failed;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    ngx_http_apikey_txn_end(h);
+    ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
+                              "apikey database \"%s\": reading its "
+                              "statistics failed (%d: %s)", db->env->path,
+                              rc, mdb_strerror(rc));
+
+    return NGX_ERROR;
+}
+
+
+static int
+ngx_http_apikey_count_reader(const char *msg, void *data)
+{
+    uint64_t  *n = data;
+
+    /* a line of mdb_reader_list(): "pid thread txnid", or its header */
+
+    while (*msg == ' ') {
+        msg++;
+    }
+
+    if (*msg >= '1' && *msg <= '9') {
+        (*n)++;
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_http_apikey_variable(ngx_http_request_t *r, ngx_http_variable_value_t *v,
     uintptr_t data)
@@ -3061,6 +3291,7 @@ ngx_http_apikey_create_loc_conf(ngx_conf_t *cf)
      *     conf->db_path = { 0, NULL };
      *     conf->db = NULL;
      *     conf->realm = { 0, NULL };
+     *     conf->metrics = NULL;
      */
 
     conf->mode = NGX_CONF_UNSET_UINT;
@@ -3081,6 +3312,7 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_apikey_loc_conf_t *conf = child;
 
     ngx_str_t                     path;
+    ngx_http_core_srv_conf_t     *cscf;
     ngx_http_apikey_source_t     *src;
     ngx_http_apikey_main_conf_t  *amcf;
 
@@ -3096,6 +3328,20 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         amcf = ngx_http_conf_get_module_main_conf(cf,
                                                   ngx_http_apikey_module);
         amcf->hide = 1;
+    }
+
+    /* the row of this server block's first name, with apikey_metrics */
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->metrics != NULL) {
+        cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+        conf->metrics = ngx_http_apikey_metrics_server(cf, amcf->metrics,
+                                                       &cscf->server_name);
+        if (conf->metrics == NULL) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (conf->sources == NGX_CONF_UNSET_PTR) {
@@ -3710,6 +3956,35 @@ ngx_http_apikey_realm(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 }
 
 
+static char *
+ngx_http_apikey_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_apikey_main_conf_t  *amcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+
+    if (clcf->handler == ngx_http_apikey_metrics_handler) {
+        return "is duplicate";
+    }
+
+    clcf->handler = ngx_http_apikey_metrics_handler;
+
+    /* one zone for the whole configuration, made by the first of them */
+
+    amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
+
+    if (amcf->metrics == NULL) {
+        amcf->metrics = ngx_http_apikey_metrics_create(cf);
+        if (amcf->metrics == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
 static ngx_int_t
 ngx_http_apikey_init_process(ngx_cycle_t *cycle)
 {
@@ -3729,6 +4004,12 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
     amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_apikey_module);
     if (amcf == NULL) {
         return NGX_OK;
+    }
+
+    /* this process's slot of counters, if apikey_metrics is configured */
+
+    if (amcf->metrics != NULL) {
+        (void) ngx_http_apikey_metrics_claim(amcf->metrics, cycle->log);
     }
 
     /*
@@ -3786,9 +4067,18 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
 static void
 ngx_http_apikey_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_apikey_env_t  *env;
+    ngx_http_apikey_env_t        *env;
+    ngx_http_apikey_main_conf_t  *amcf;
 
     for (env = ngx_http_apikey_envs; env; env = env->next) {
         ngx_http_apikey_env_detach(env);
+    }
+
+    /* the slot is free for the next process, its counts kept */
+
+    amcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_apikey_module);
+
+    if (amcf != NULL && amcf->metrics != NULL) {
+        ngx_http_apikey_metrics_release(amcf->metrics);
     }
 }

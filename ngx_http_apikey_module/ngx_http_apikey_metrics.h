@@ -1,0 +1,193 @@
+
+/*
+ * Copyright (C) ngx_http_apikey_module developers
+ *
+ * The counters of apikey_metrics: one shared memory zone, a slot of
+ * counters per worker process, written by that process alone with plain
+ * increments and summed when scraped.
+ */
+
+
+#ifndef _NGX_HTTP_APIKEY_METRICS_H_INCLUDED_
+#define _NGX_HTTP_APIKEY_METRICS_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "apikey_core.h"
+
+
+/* the outcomes of akc_status_e, AKC_STATUS_NONE included */
+#define NGX_HTTP_APIKEY_METRICS_STATUSES  (AKC_STATUS_ERROR + 1)
+
+/* server names in the zone; the last row counts those that do not fit */
+#define NGX_HTTP_APIKEY_METRICS_SERVERS   64
+#define NGX_HTTP_APIKEY_METRICS_NAME_LEN  255
+
+/* slots of processes; one more, shared, once they are all taken */
+#define NGX_HTTP_APIKEY_METRICS_SLOTS     128
+
+
+typedef struct {
+    ngx_atomic_t                  pid;      /* the owner; 0: free */
+    ngx_atomic_t                  lookups;
+    ngx_atomic_t                  lookup_errors;
+    ngx_atomic_t                  reopens;
+    ngx_atomic_t                  requests[NGX_HTTP_APIKEY_METRICS_SERVERS + 1]
+                                          [NGX_HTTP_APIKEY_METRICS_STATUSES];
+} ngx_http_apikey_metrics_slot_t;
+
+
+/* the zone: server names, then slots; it outlives reloads */
+
+typedef struct {
+    ngx_atomic_t                  nservers;
+    u_char                        names[NGX_HTTP_APIKEY_METRICS_SERVERS]
+                                       [NGX_HTTP_APIKEY_METRICS_NAME_LEN + 1];
+    ngx_http_apikey_metrics_slot_t  slots[NGX_HTTP_APIKEY_METRICS_SLOTS + 1];
+} ngx_http_apikey_metrics_sh_t;
+
+
+typedef struct ngx_http_apikey_metrics_s  ngx_http_apikey_metrics_t;
+
+
+/* the counters of one configuration cycle, as this process writes them */
+
+struct ngx_http_apikey_metrics_s {
+    ngx_shm_zone_t                   *zone;
+    ngx_http_apikey_metrics_sh_t     *sh;
+    ngx_http_apikey_metrics_slot_t   *slot;     /* NULL: not claimed yet */
+    ngx_uint_t                        shared;   /* slot is the shared one */
+    ngx_array_t                       servers;  /* of the configuration */
+};
+
+
+/* a server block's row, resolved at configuration time */
+
+typedef struct {
+    ngx_str_t                         name;
+    ngx_uint_t                        index;    /* in the zone */
+    ngx_http_apikey_metrics_t        *metrics;
+} ngx_http_apikey_metrics_server_t;
+
+
+/* what the module reads from one configured database, for a scrape */
+
+typedef struct {
+    ngx_str_t                         path;
+    uint64_t                          usable;
+    uint64_t                          follow;   /* the follow_* are set */
+    uint64_t                          generation;
+    uint64_t                          changed;
+    uint64_t                          keys;
+    uint64_t                          map_size;
+    uint64_t                          map_used;
+    uint64_t                          readers_used;
+    uint64_t                          readers_max;
+    uint64_t                          follow_version;
+    uint64_t                          follow_synced;
+} ngx_http_apikey_db_stats_t;
+
+
+ngx_http_apikey_metrics_t *ngx_http_apikey_metrics_create(ngx_conf_t *cf);
+ngx_http_apikey_metrics_server_t *ngx_http_apikey_metrics_server(
+    ngx_conf_t *cf, ngx_http_apikey_metrics_t *m, ngx_str_t *name);
+ngx_http_apikey_metrics_slot_t *ngx_http_apikey_metrics_claim(
+    ngx_http_apikey_metrics_t *m, ngx_log_t *log);
+void ngx_http_apikey_metrics_release(ngx_http_apikey_metrics_t *m);
+ngx_int_t ngx_http_apikey_metrics_handler(ngx_http_request_t *r);
+
+/*
+ * in ngx_http_apikey_module.c: the counters of the request's
+ * configuration, and the numbers of its n-th database (NGX_DECLINED past
+ * the last one)
+ */
+ngx_http_apikey_metrics_t *ngx_http_apikey_get_metrics(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_apikey_db_stats(ngx_http_request_t *r, ngx_uint_t n,
+    ngx_http_apikey_db_stats_t *st);
+
+
+/*
+ * The cost of counting on the request path: a few loads, a test and an
+ * increment.  A process writes its own slot only, so a plain increment
+ * of an aligned word is enough; the shared slot needs an atomic one.
+ */
+
+static ngx_inline void
+ngx_http_apikey_metrics_add(ngx_http_apikey_metrics_t *m, ngx_atomic_t *c)
+{
+    if (m->shared) {
+        (void) ngx_atomic_fetch_add(c, 1);
+
+    } else {
+        (*c)++;
+    }
+}
+
+
+static ngx_inline ngx_http_apikey_metrics_slot_t *
+ngx_http_apikey_metrics_slot(ngx_http_apikey_metrics_t *m, ngx_log_t *log)
+{
+    if (m->slot != NULL) {
+        return m->slot;
+    }
+
+    return ngx_http_apikey_metrics_claim(m, log);
+}
+
+
+static ngx_inline void
+ngx_http_apikey_metrics_request(ngx_http_request_t *r,
+    ngx_http_apikey_metrics_server_t *srv, akc_status_e status)
+{
+    ngx_http_apikey_metrics_slot_t  *slot;
+
+    if (srv == NULL) {
+        return;
+    }
+
+    slot = ngx_http_apikey_metrics_slot(srv->metrics, r->connection->log);
+
+    if (slot != NULL) {
+        ngx_http_apikey_metrics_add(srv->metrics,
+                                    &slot->requests[srv->index][status]);
+    }
+}
+
+
+/* what: offsetof() a counter of ngx_http_apikey_metrics_slot_t */
+
+#define ngx_http_apikey_metrics_lookup(m, log)                               \
+    ngx_http_apikey_metrics_event(m, log,                                    \
+        offsetof(ngx_http_apikey_metrics_slot_t, lookups))
+#define ngx_http_apikey_metrics_lookup_error(m, log)                         \
+    ngx_http_apikey_metrics_event(m, log,                                    \
+        offsetof(ngx_http_apikey_metrics_slot_t, lookup_errors))
+#define ngx_http_apikey_metrics_reopen(m, log)                               \
+    ngx_http_apikey_metrics_event(m, log,                                    \
+        offsetof(ngx_http_apikey_metrics_slot_t, reopens))
+
+
+static ngx_inline void
+ngx_http_apikey_metrics_event(ngx_http_apikey_metrics_t *m, ngx_log_t *log,
+    size_t what)
+{
+    ngx_http_apikey_metrics_slot_t  *slot;
+
+    if (m == NULL) {
+        return;
+    }
+
+    slot = ngx_http_apikey_metrics_slot(m, log);
+
+    if (slot != NULL) {
+        ngx_http_apikey_metrics_add(m,
+                                    (ngx_atomic_t *) ((u_char *) slot + what));
+    }
+}
+
+
+#endif /* _NGX_HTTP_APIKEY_METRICS_H_INCLUDED_ */
