@@ -12,6 +12,7 @@
 
 static int actl_lock_check(actl_ctx_t *ctx);
 static void actl_lock_wait(actl_ctx_t *ctx);
+static int actl_sync(actl_ctx_t *ctx);
 
 
 /* the database */
@@ -158,8 +159,10 @@ actl_env_open(actl_ctx_t *ctx, unsigned flags, mode_t mode, size_t mapsize)
         rc = mdb_env_set_mapsize(ctx->env, mapsize);
     }
 
+    /* the meta page is synced after the commit: see actl_sync() */
+
     if (rc == MDB_SUCCESS) {
-        rc = mdb_env_open(ctx->env, ctx->db, flags, mode);
+        rc = mdb_env_open(ctx->env, ctx->db, flags | MDB_NOMETASYNC, mode);
     }
 
     if (rc != MDB_SUCCESS) {
@@ -437,6 +440,34 @@ actl_commit(actl_ctx_t *ctx, MDB_txn **txn)
         return ACTL_FAIL;
     }
 
+    return actl_sync(ctx);
+}
+
+
+/*
+ * The meta page of a commit is written without O_DSYNC (MDB_NOMETASYNC)
+ * and synced here, once the commit has returned, before apikeyctl says
+ * it is done.  LMDB gives readers the new transaction id in the lock
+ * file only after the meta page write returns: a synchronous write kept
+ * nginx workers one commit behind for as long as the disk took (over
+ * 200 ms on a busy disk, and then they answered 503); now only for as
+ * long as a copy into the page cache.  The data pages are still synced
+ * by the commit, before its meta page is written.
+ */
+
+static int
+actl_sync(actl_ctx_t *ctx)
+{
+    int  rc;
+
+    rc = mdb_env_sync(ctx->env, 1);
+    if (rc != MDB_SUCCESS) {
+        actl_error(ctx, "mdb_env_sync() failed: %s; the change was made, "
+                   "but may be lost if the system crashes now",
+                   mdb_strerror(rc));
+        return ACTL_FAIL;
+    }
+
     return ACTL_OK;
 }
 
@@ -479,7 +510,7 @@ actl_write(actl_ctx_t *ctx, actl_write_pt handler, void *data)
                 txn = NULL;
 
                 if (rc == MDB_SUCCESS) {
-                    return ACTL_OK;
+                    return actl_sync(ctx);
                 }
             }
 
