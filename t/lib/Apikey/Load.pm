@@ -11,7 +11,9 @@ package Apikey::Load;
 #       new options: port (required), dir (required, made if missing),
 #       clients (4), uri ('/'), header ('X-API-Key'), host
 #       ('localhost'), seconds (60: the clients stop by themselves
-#       after that, scaled under valgrind), timeout (10: one answer).
+#       after that, scaled under valgrind), timeout (10: one answer),
+#       delay (0: seconds each client waits after each answer, a load
+#       lighter on a shared machine).
 #
 #   $load->key($id, $key, $class, $status);
 #
@@ -311,6 +313,8 @@ sub client {
 
         printf $log "%.6f %.6f %s %d %d\n", $sent, $got, $id, $status,
                     $retried ? 1 : 0;
+
+        sleep $self->{delay} if $self->{delay};
 
         if ($status == 0 || $close) {
             close $s if $s;
