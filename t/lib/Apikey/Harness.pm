@@ -299,7 +299,9 @@ sub gen {
 
 # the configuration: %%PORT%%, %%PORT_1%%..., %%DB%%, %%SECRET%%,
 # %%PREFIX%% are replaced; the main context is made here, with
-# $opts{workers} worker processes (1), $opts{main} added to it
+# $opts{workers} worker processes (1), $opts{main} added to it; the
+# workers run as $opts{user} and its group of the same name when given
+# (as root), else as worker_user()
 
 sub write_config {
     my ($self, $http, %opts) = @_;
@@ -308,7 +310,13 @@ sub write_config {
     my $workers = $opts{workers} // 1;
     my $conf = '';
 
-    $conf .= "user $user nogroup;\n" if defined $user;
+    if (defined $opts{user}) {
+        $conf .= "user $opts{user};\n";
+
+    } elsif (defined $user) {
+        $conf .= "user $user nogroup;\n";
+    }
+
     $conf .= <<"EOF";
 load_module $self->{module};
 daemon off;
