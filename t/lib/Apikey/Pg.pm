@@ -14,6 +14,8 @@ package Apikey::Pg;
 #   $pg->stop('fast'|'immediate'); $pg->start();
 #   my $standby = $pg->standby();             # pg_basebackup -R, started
 #   my $s = $pg->session(); $s->do($sql);     # one psql for many changes
+#   my $pid = $pg->follower($t, @args);       # apikeyctl follow, running
+#   Apikey::Pg::matrix_skip();                # why not in a matrix run
 #
 # The servers are stopped (immediate) when the objects go.
 
@@ -217,6 +219,37 @@ sub psql {
     chomp $out;
 
     return wantarray ? ($rc >> 8, $out) : $out;
+}
+
+# apikeyctl follow on the database of a harness, in the background,
+# its standard error appended to logs/follow.log there
+
+sub follower {
+    my ($self, $t, @args) = @_;
+
+    my $log = $t->prefix() . '/logs/follow.log';
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>>', $log or die "$log: $!";
+        open STDERR, '>&', \*STDOUT;
+        exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), 'follow',
+             @args, $self->conninfo()
+            or die "exec: $!";
+    }
+
+    return $pid;
+}
+
+# the follower is the same whatever nginx serves the database: the
+# tests that take long run with the first nginx of "make test" only
+
+sub matrix_skip {
+    return undef unless ($ENV{APIKEY_BUILD} // '') =~ m{/matrix/};
+
+    return 'apikeyctl follow does not depend on the nginx version: '
+           . 'tested with the first nginx of make test';
 }
 
 # a second server, a streaming replica of this one, started
