@@ -16,6 +16,7 @@ package Apikey::Load;
 #       lighter on a shared machine).
 #
 #   $load->key($id, $key, $class, $status);
+#   $load->key($id, $key, $class, $status, weight => $n);
 #
 #       a key the clients send (any process may add one, also while the
 #       load runs: the clients pick up new keys as they go); $class is
@@ -23,6 +24,9 @@ package Apikey::Load;
 #       "expired", "malformed"...); $status the answer it gets before
 #       any change: 200 or 401.  Ids and classes are words (no
 #       spaces); keys may be anything printable, spaces included.
+#       A weight of $n (1) makes the clients pick it $n times as often
+#       as a key of weight 1 (a long load adds many keys that end
+#       revoked or removed: the valid ones keep their share).
 #
 #   my $ev = $load->pending({ id => status, ... }, default => status,
 #                          name => 'revoke');
@@ -142,13 +146,18 @@ sub append {
 }
 
 sub key {
-    my ($self, $id, $key, $class, $status) = @_;
+    my ($self, $id, $key, $class, $status, %opts) = @_;
 
     die "Apikey::Load: id \"$id\"" if $id !~ /^\S+$/;
     die "Apikey::Load: key of $id" if $key =~ /[\r\n]/;
 
-    $self->append('keys', sprintf("%s %s %s %.6f %s\n", $id, $class, $status,
-                                  time(), $key));
+    # a weight is the same line again: the clients pick each line alike,
+    # and the checker reads the same key each time
+
+    my $line = sprintf("%s %s %s %.6f %s\n", $id, $class, $status, time(),
+                       $key);
+
+    $self->append('keys', $line x ($opts{weight} // 1));
 }
 
 # the truth: "pending N time name default id=status..." and "done N time"
@@ -479,15 +488,23 @@ sub truth {
 
     close $fh;
 
-    # each key's changes, in the order they started
+    # each key's changes, in the order they started: the keys named, and
+    # with a default (a restore) every other key added before it
 
     for my $e (sort { $a->{start} <=> $b->{start} } @evs) {
+        for my $id (keys %{$e->{states}}) {
+            next unless $keys{$id};
+            push @{$keys{$id}{events}},
+                 [ $e->{start}, $e->{end}, $e->{states}{$id} ];
+        }
+
+        next unless defined $e->{default};
+
         for my $id (@order) {
-            my $status = $e->{states}{$id}
-                         // ($keys{$id}{added} < $e->{start}
-                             ? $e->{default} : undef)
-                         // next;
-            push @{$keys{$id}{events}}, [ $e->{start}, $e->{end}, $status ];
+            next if exists $e->{states}{$id}
+                    || $keys{$id}{added} >= $e->{start};
+            push @{$keys{$id}{events}},
+                 [ $e->{start}, $e->{end}, $e->{default} ];
         }
     }
 
@@ -499,24 +516,75 @@ sub truth {
 # status if it can have committed before a moment in flight with no
 # other change forced between the two
 
+#
+# Only a change that had returned can be forced out, and only by another
+# that had returned too and started after it ended; so of the changes
+# that started by $b, those that ended more than their longest duration
+# before the last returned one started are forced out by it and force
+# out none of the others: left out, the answer is the same, and a long
+# load with thousands of changes a key is checked in linear time
+
 sub allowed {
     my ($k, $a, $b) = @_;
 
     my $evs = $k->{events};
     my %allowed;
 
-    $allowed{$k->{initial}} = 1 unless grep { $_->[1] <= $a } @$evs;
+    if (!defined $k->{longest}) {
+        $k->{longest} = 0;
+        $k->{open} = [];
 
-    for my $i (0 .. $#$evs) {
+        for my $i (0 .. $#$evs) {
+            my ($s, $e) = @{$evs->[$i]};
+
+            if ($e >= 9e99) {
+                push @{$k->{open}}, $i;
+            } elsif ($e - $s > $k->{longest}) {
+                $k->{longest} = $e - $s;
+            }
+        }
+    }
+
+    # the changes that started by $b (sorted by start), from the last
+
+    my ($lo, $hi) = (0, scalar @$evs);
+
+    while ($lo < $hi) {
+        my $m = ($lo + $hi) >> 1;
+
+        if ($evs->[$m][0] <= $b) {
+            $lo = $m + 1;
+        } else {
+            $hi = $m;
+        }
+    }
+
+    my ($last, @near);
+    my $i = $lo - 1;
+
+    for (; $i >= 0; $i--) {
+        my ($s, $e) = @{$evs->[$i]};
+
+        last if defined $last && $s < $last - $k->{longest};
+
+        push @near, $i;
+        $last = $s if !defined $last && $e <= $a;
+    }
+
+    push @near, grep { $_ <= $i } @{$k->{open}};
+
+    $allowed{$k->{initial}} = 1 unless defined $last;
+
+    for my $i (@near) {
         my ($s, $e, $status) = @{$evs->[$i]};
 
-        next if $s > $b || $allowed{$status};
+        next if $allowed{$status};
 
         my ($c, $x) = $e <= $a ? ($e, $a) : $s <= $a ? ($a, $a) : ($s, $s);
 
         my $forced = $c < $x
                      && grep { $_ != $i && $evs->[$_][0] >= $c
-                               && $evs->[$_][1] <= $x } 0 .. $#$evs;
+                               && $evs->[$_][1] <= $x } @near;
 
         $allowed{$status} = 1 unless $forced;
     }
