@@ -18,7 +18,8 @@ test)
     # make test and make test-matrix also build nginx from its release
     # tarballs (../shared/nginx): PCRE2, OpenSSL and zlib for its modules
     pkgs="$pkgs lmdb-utils libcmocka-dev perl curl cppcheck
-          libpcre2-dev libssl-dev tar gzip python3"
+          libpcre2-dev libssl-dev tar gzip python3
+          python3-prometheus-client"
     # the follower's tests start PostgreSQL servers of their own
     pkgs="$pkgs postgresql"
     # t/install/packages.t builds, lints and installs the packages
