@@ -8,6 +8,19 @@
 
 #include "actl.h"
 
+#include <sys/statvfs.h>
+
+
+/*
+ * LMDB writes at most 64 pages at a time: a write that the disk cut
+ * short leaves less room than that
+ */
+
+#define ACTL_DISK_FULL_ROOM     (64 * 4096)
+
+
+static int actl_disk_full(actl_ctx_t *ctx);
+
 
 int
 actl_option_error(actl_ctx_t *ctx, int c, char **argv)
@@ -106,15 +119,44 @@ actl_mdb_error(actl_ctx_t *ctx, const char *call, int rc)
     }
 
     /*
-     * LMDB makes a short write EIO: a full disk and a file size limit
-     * look like a failing disk unless said otherwise
+     * LMDB makes a short write EIO: a full disk is named when the file
+     * system of the database has no room left; else a full disk and a
+     * file size limit look like a failing disk unless said otherwise
      */
+
+    if (rc == EIO && actl_disk_full(ctx)) {
+        actl_error(ctx, "%s() failed: no space left on the device of "
+                   "\"%s\" (a write cut short, which LMDB reports as "
+                   "\"%s\")%s", call, ctx->db, mdb_strerror(rc),
+                   (strcmp(call, "mdb_txn_commit") == 0)
+                   ? "; nothing was changed" : "");
+        return;
+    }
 
     actl_error(ctx, "%s() failed: %s%s%s", call, mdb_strerror(rc),
                (rc == EIO) ? " (a full disk or a file size limit gives "
                              "this error too)" : "",
                (strcmp(call, "mdb_txn_commit") == 0)
                ? "; nothing was changed" : "");
+}
+
+
+static int
+actl_disk_full(actl_ctx_t *ctx)
+{
+    uint64_t        room;
+    struct statvfs  vfs;
+
+    if (ctx->db == NULL || statvfs(ctx->db, &vfs) == -1) {
+        return 0;
+    }
+
+    /* root may write into the blocks reserved for it */
+
+    room = (uint64_t) (geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail)
+           * vfs.f_frsize;
+
+    return room < ACTL_DISK_FULL_ROOM;
 }
 
 
