@@ -80,6 +80,8 @@ static ngx_int_t ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone,
 static ngx_uint_t ngx_http_apikey_metrics_row(ngx_http_apikey_metrics_sh_t *sh,
     ngx_str_t *name);
 static void ngx_http_apikey_metrics_cleanup(void *data);
+static void ngx_http_apikey_metrics_use(ngx_http_apikey_metrics_t *m,
+    ngx_http_apikey_metrics_slot_t *slot, ngx_uint_t shared);
 static ngx_uint_t ngx_http_apikey_metrics_dead(ngx_pid_t pid);
 static void ngx_http_apikey_metrics_sum(ngx_http_apikey_metrics_sh_t *sh,
     ngx_http_apikey_metrics_sum_t *sum);
@@ -254,6 +256,7 @@ ngx_http_apikey_metrics_server(ngx_conf_t *cf, ngx_http_apikey_metrics_t *m,
 
     srv->name = *name;
     srv->index = NGX_HTTP_APIKEY_METRICS_SERVERS;
+    srv->row = NULL;
     srv->metrics = m;
 
     return srv;
@@ -341,7 +344,7 @@ ngx_http_apikey_metrics_row(ngx_http_apikey_metrics_sh_t *sh, ngx_str_t *name)
 
 
 ngx_http_apikey_metrics_slot_t *
-ngx_http_apikey_metrics_claim(ngx_http_apikey_metrics_t *m, ngx_log_t *log)
+ngx_http_apikey_metrics_claim(ngx_http_apikey_metrics_t *m)
 {
     ngx_pid_t                        pid;
     ngx_uint_t                       i;
@@ -369,20 +372,45 @@ ngx_http_apikey_metrics_claim(ngx_http_apikey_metrics_t *m, ngx_log_t *log)
                 && ngx_atomic_cmp_set(&slot->pid, (ngx_atomic_uint_t) pid,
                                       (ngx_atomic_uint_t) ngx_pid)))
         {
-            m->slot = slot;
-            m->shared = 0;
+            ngx_http_apikey_metrics_use(m, slot, 0);
             return slot;
         }
     }
 
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "apikey_metrics: all %d slots are taken, counting in the "
                   "shared one", NGX_HTTP_APIKEY_METRICS_SLOTS);
 
-    m->slot = &sh->slots[NGX_HTTP_APIKEY_METRICS_SLOTS];
-    m->shared = 1;
+    slot = &sh->slots[NGX_HTTP_APIKEY_METRICS_SLOTS];
 
-    return m->slot;
+    ngx_http_apikey_metrics_use(m, slot, 1);
+
+    return slot;
+}
+
+
+static void
+ngx_http_apikey_metrics_use(ngx_http_apikey_metrics_t *m,
+    ngx_http_apikey_metrics_slot_t *slot, ngx_uint_t shared)
+{
+    ngx_uint_t                         i;
+    ngx_http_apikey_metrics_server_t  *srv;
+
+    /*
+     * each server's row of the slot, where requests count without
+     * another lookup; the plain increments need no "volatile"
+     */
+
+    m->slot = slot;
+    m->shared = shared;
+
+    srv = m->servers.elts;
+
+    for (i = 0; i < m->servers.nelts; i++) {
+        srv[i].row = (slot != NULL)
+                     ? (ngx_atomic_uint_t *) slot->requests[srv[i].index]
+                     : NULL;
+    }
 }
 
 
@@ -401,7 +429,8 @@ ngx_http_apikey_metrics_release(ngx_http_apikey_metrics_t *m)
     ngx_http_apikey_metrics_slot_t  *slot;
 
     slot = m->slot;
-    m->slot = NULL;
+
+    ngx_http_apikey_metrics_use(m, NULL, 0);
 
     if (slot == NULL || m->shared) {
         return;
@@ -424,7 +453,7 @@ ngx_http_apikey_metrics_cleanup(void *data)
      * and the zone may be gone already, so it is not touched
      */
 
-    m->slot = NULL;
+    ngx_http_apikey_metrics_use(m, NULL, 0);
     m->sh = NULL;
 }
 

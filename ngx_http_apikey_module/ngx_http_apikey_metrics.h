@@ -69,6 +69,7 @@ struct ngx_http_apikey_metrics_s {
 typedef struct {
     ngx_str_t                         name;
     ngx_uint_t                        index;    /* in the zone */
+    ngx_atomic_uint_t                *row;      /* in this process's slot */
     ngx_http_apikey_metrics_t        *metrics;
 } ngx_http_apikey_metrics_server_t;
 
@@ -95,7 +96,7 @@ ngx_http_apikey_metrics_t *ngx_http_apikey_metrics_create(ngx_conf_t *cf);
 ngx_http_apikey_metrics_server_t *ngx_http_apikey_metrics_server(
     ngx_conf_t *cf, ngx_http_apikey_metrics_t *m, ngx_str_t *name);
 ngx_http_apikey_metrics_slot_t *ngx_http_apikey_metrics_claim(
-    ngx_http_apikey_metrics_t *m, ngx_log_t *log);
+    ngx_http_apikey_metrics_t *m);
 void ngx_http_apikey_metrics_release(ngx_http_apikey_metrics_t *m);
 ngx_int_t ngx_http_apikey_metrics_handler(ngx_http_request_t *r);
 
@@ -111,81 +112,66 @@ ngx_int_t ngx_http_apikey_db_stats(ngx_http_request_t *r, ngx_uint_t n,
 
 
 /*
- * The cost of counting on the request path: a few loads, a test and an
- * increment.  A process writes its own slot only, so a plain increment
- * of an aligned word is enough; the shared slot needs an atomic one.
+ * The cost of counting on the request path: a few loads, two tests and
+ * an increment.  A process writes its own slot only, so a plain
+ * increment of an aligned word is enough (the scrape reads it whole);
+ * the shared slot needs an atomic one.
  */
 
 static ngx_inline void
-ngx_http_apikey_metrics_add(ngx_http_apikey_metrics_t *m, ngx_atomic_t *c)
+ngx_http_apikey_metrics_request(ngx_http_apikey_metrics_server_t *srv,
+    akc_status_e status)
 {
-    if (m->shared) {
-        (void) ngx_atomic_fetch_add(c, 1);
-
-    } else {
-        (*c)++;
-    }
-}
-
-
-static ngx_inline ngx_http_apikey_metrics_slot_t *
-ngx_http_apikey_metrics_slot(ngx_http_apikey_metrics_t *m, ngx_log_t *log)
-{
-    if (m->slot != NULL) {
-        return m->slot;
-    }
-
-    return ngx_http_apikey_metrics_claim(m, log);
-}
-
-
-static ngx_inline void
-ngx_http_apikey_metrics_request(ngx_http_request_t *r,
-    ngx_http_apikey_metrics_server_t *srv, akc_status_e status)
-{
-    ngx_http_apikey_metrics_slot_t  *slot;
-
     if (srv == NULL) {
         return;
     }
 
-    slot = ngx_http_apikey_metrics_slot(srv->metrics, r->connection->log);
+    if (srv->row == NULL && ngx_http_apikey_metrics_claim(srv->metrics)
+                            == NULL)
+    {
+        return;
+    }
 
-    if (slot != NULL) {
-        ngx_http_apikey_metrics_add(srv->metrics,
-                                    &slot->requests[srv->index][status]);
+    if (srv->metrics->shared) {
+        (void) ngx_atomic_fetch_add((ngx_atomic_t *) &srv->row[status], 1);
+
+    } else {
+        srv->row[status]++;
     }
 }
 
 
 /* what: offsetof() a counter of ngx_http_apikey_metrics_slot_t */
 
-#define ngx_http_apikey_metrics_lookup(m, log)                               \
-    ngx_http_apikey_metrics_event(m, log,                                    \
+#define ngx_http_apikey_metrics_lookup(m)                                    \
+    ngx_http_apikey_metrics_event(m,                                         \
         offsetof(ngx_http_apikey_metrics_slot_t, lookups))
-#define ngx_http_apikey_metrics_lookup_error(m, log)                         \
-    ngx_http_apikey_metrics_event(m, log,                                    \
+#define ngx_http_apikey_metrics_lookup_error(m)                              \
+    ngx_http_apikey_metrics_event(m,                                         \
         offsetof(ngx_http_apikey_metrics_slot_t, lookup_errors))
-#define ngx_http_apikey_metrics_reopen(m, log)                               \
-    ngx_http_apikey_metrics_event(m, log,                                    \
+#define ngx_http_apikey_metrics_reopen(m)                                    \
+    ngx_http_apikey_metrics_event(m,                                         \
         offsetof(ngx_http_apikey_metrics_slot_t, reopens))
 
 
 static ngx_inline void
-ngx_http_apikey_metrics_event(ngx_http_apikey_metrics_t *m, ngx_log_t *log,
-    size_t what)
+ngx_http_apikey_metrics_event(ngx_http_apikey_metrics_t *m, size_t what)
 {
-    ngx_http_apikey_metrics_slot_t  *slot;
+    ngx_atomic_uint_t  *c;
 
-    if (m == NULL) {
+    if (m == NULL
+        || (m->slot == NULL && ngx_http_apikey_metrics_claim(m) == NULL))
+    {
         return;
     }
 
-    slot = ngx_http_apikey_metrics_slot(m, log);
+    c = (ngx_atomic_uint_t *) ((u_char *) m->slot + what);
 
-    if (slot != NULL) {
-        ngx_http_apikey_metrics_add(m,
-                                    (ngx_atomic_t *) ((u_char *) slot + what));
+    if (m->shared) {
+        (void) ngx_atomic_fetch_add((ngx_atomic_t *) c, 1);
+
+    } else {
+        (*c)++;
     }
 }
 

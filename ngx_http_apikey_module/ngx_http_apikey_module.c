@@ -518,7 +518,7 @@ ngx_http_apikey_handler(ngx_http_request_t *r)
 
     ngx_http_apikey_set_variables(r, ctx);
 
-    ngx_http_apikey_metrics_request(r, alcf->metrics, ctx->status);
+    ngx_http_apikey_metrics_request(alcf->metrics, ctx->status);
 
     if (ctx->status != AKC_STATUS_VALID) {
         ngx_http_apikey_log_rejection(r, ctx);
@@ -1533,7 +1533,7 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
 
     amcf = ngx_http_get_module_main_conf(r, ngx_http_apikey_module);
 
-    ngx_http_apikey_metrics_lookup(amcf->metrics, r->connection->log);
+    ngx_http_apikey_metrics_lookup(amcf->metrics);
 
     if (sigsetjmp(jb, 0) != 0) {
 
@@ -1553,8 +1553,7 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
             db->env->next_open = ngx_time() + 1;
         }
 
-        ngx_http_apikey_metrics_lookup_error(amcf->metrics,
-                                             r->connection->log);
+        ngx_http_apikey_metrics_lookup_error(amcf->metrics);
 
         ctx->status = AKC_STATUS_ERROR;
         return;
@@ -1567,8 +1566,7 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_fault_jmp = NULL;
 
     if (ctx->status == AKC_STATUS_ERROR) {
-        ngx_http_apikey_metrics_lookup_error(amcf->metrics,
-                                             r->connection->log);
+        ngx_http_apikey_metrics_lookup_error(amcf->metrics);
     }
 }
 
@@ -2320,7 +2318,7 @@ opened:
     env->next_check = ngx_time() + 1;
 
     if (env->opened++) {
-        ngx_http_apikey_metrics_reopen(ngx_http_apikey_cycle_metrics(), log);
+        ngx_http_apikey_metrics_reopen(ngx_http_apikey_cycle_metrics());
     }
 
     /*
@@ -4009,7 +4007,7 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
     /* this process's slot of counters, if apikey_metrics is configured */
 
     if (amcf->metrics != NULL) {
-        (void) ngx_http_apikey_metrics_claim(amcf->metrics, cycle->log);
+        (void) ngx_http_apikey_metrics_claim(amcf->metrics);
     }
 
     /*
