@@ -4,8 +4,9 @@
 # real parser (python3-prometheus-client), with four workers.  Known
 # numbers of requests of every $apikey_status go to two servers from
 # forked clients; the counters equal them exactly, summed over the
-# workers' slots.  After "nginx -s reload" (one server renamed) the
-# counters go on from where they were.  The database gauges equal
+# workers' slots.  A worker killed leaves its counts, and after "nginx
+# -s reload" (one server renamed) the counters go on from where they
+# were.  The database gauges equal
 # "apikeyctl stats --format json"; the database deleted gives
 # apikey_db_usable 0 and 503s counted as "error".  The metrics location
 # is open unless protected; apikey_metrics with an argument, twice, or
@@ -381,6 +382,37 @@ my $changed = timegm($s, $mi, $h, $d, $mo - 1, $y);
 is($m->{sample}{"apikey_db_last_change_timestamp_seconds\{db=$dir/db\}"},
    $changed, 'last change time as apikeyctl stats');
 
+# a worker killed: its counts stay in its slot, and the worker started
+# in its place takes a slot (maybe that one) and adds to it
+
+my $victim = $first[0];
+kill 'KILL', $victim;
+
+my @now;
+
+for (1 .. scaled(200)) {
+    @now = workers();
+    last if @now == $workers && !grep { $_ == $victim } @now;
+    sleep 0.05;
+}
+
+ok(@now == $workers && !grep({ $_ == $victim } @now),
+   'a worker killed, another started');
+
+my %plan_k = (valid => 12, missing => 3, unknown => 2, forbidden => 1);
+
+($got_a) = send_all($t->port(0), \%plan_k);
+check_answers($got_a, \%plan_k, 'server a after a kill');
+
+$expect{'a.example'}{$_} += $plan_k{$_} for keys %plan_k;
+$looks += ($looks{$_} ? $plan_k{$_} : 0) for keys %plan_k;
+
+$m = scrape();
+check_counts($m, \%expect, 'a worker killed');
+is($m->{sample}{apikey_lookups_total}, $looks, 'lookups after a kill');
+
+@first = @now;
+
 # a reload, server b renamed: the zone and its counts stay, the old
 # name keeps its counts, the new one counts from 0
 
@@ -488,7 +520,17 @@ $t->stop();
 like($t->error_log(), qr/apikey database "\Q$dir\E\/db" is not usable/,
      'database deleted: logged');
 
-$t->check_log();
+# the error log: the kill, as the master reports it, and nothing worse
+
+my $log = $t->error_log();
+
+like($log, qr/worker process $victim exited on signal 9/, 'the kill logged');
+$log =~ s/^.*worker process $victim exited on signal 9.*\n//mg;
+
+is(join("\n", $log =~ /^.*\[(?:alert|emerg)\].*$/mg), '',
+   'no other alert or emerg in error log');
+is(join("\n", $log =~ /^.*(?:exited\ on\ signal|Sanitizer|core\ dumped)
+                       .*$/mgx), '', 'no crash in error log');
 
 # configuration errors
 
