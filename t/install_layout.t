@@ -141,6 +141,7 @@ error_log $t->{prefix}/logs/error.log;
 pid $t->{prefix}/nginx.pid;
 events {}
 http {
+    access_log off;
     apikey_secret $t->{secret};
     server {
         listen 127.0.0.1:@{[ $t->port() ]};
@@ -149,7 +150,8 @@ http {
 }
 EOF
 
-$out = `$t->{nginx} -t -p $nginx_prefix/ -e $t->{prefix}/logs/test.log -c $conf 2>&1`;
+my $test = "$t->{nginx} -t -p $nginx_prefix/ -c $conf -e $t->{prefix}/test.log";
+$out = `$test 2>&1`;
 is($? >> 8, 0, 'nginx -t with the installed snippet') or diag($out);
 
 unlink("$nginx_prefix/modules");

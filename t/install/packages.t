@@ -341,7 +341,7 @@ is(`dpkg-query -W -f '\${Version}' libnginx-mod-http-apikey`, $version,
 
 my @changes = glob("$src/build/deb/*.changes");
 
-($rc, $out) = run("lintian --info @changes");
+($rc, $out) = run("TMPDIR=$tmp lintian --info @changes");
 unlike($out, qr/^E: /m, 'lintian: no error') or diag($out);
 diag("lintian: $_") for grep { /^[WIP]: / } split /\n/, $out;
 diag('lintian: no tag') unless $out =~ /^[EWIP]: /m;
@@ -427,8 +427,9 @@ $made_db = 1;
 ($rc, $out) = run('/usr/sbin/apikeyctl init --user www-data');
 is($rc, 0, 'apikeyctl init --user www-data') or diag($out);
 is(sprintf('%04o', (stat $secret)[2] & 07777), '0600', 'secret mode');
-is(getpwuid((stat "$db/data.mdb")[4]) . ':' . getgrgid((stat "$db/data.mdb")[5]),
-   'root:www-data', 'database readable by the workers');
+my @st = stat "$db/data.mdb";
+is(getpwuid($st[4]) . ':' . getgrgid($st[5]) . sprintf(' %04o', $st[2] & 07777),
+   'root:www-data 0640', 'database readable by the workers');
 
 ($rc, my $key) = run('/usr/sbin/apikeyctl gen --id pkg-1 --subject pkg');
 is($rc, 0, 'apikeyctl gen');
