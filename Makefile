@@ -5,7 +5,10 @@
 #   make demo         serve a key-protected location on 127.0.0.1:8080
 #   make bench        benchmarks against the alternatives (bench/)
 #   make lint         style checks and cppcheck
-#   make install      install the module, apikeyctl and its man page
+#   make install      install the module, enabled as Debian's module
+#                     packages are, apikeyctl, its man page and completion
+#   make deb          the Debian packages libnginx-mod-http-apikey and
+#                     apikeyctl (mk/install.mk)
 #
 # NGINX_SRC=/path/to/nginx make   builds against that nginx source tree
 # (configured --with-compat) instead of Debian's nginx-dev.

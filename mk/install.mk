@@ -90,6 +90,8 @@ deps-deb:
 # nothing in it but the two packages
 
 deb: deps-deb
+	@test -n "$(VERSION)" \
+	    || { echo "deb: no ACTL_VERSION in $(CTL_DIR)/actl.h"; exit 1; }
 	rm -rf $(DEB_DIR)
 	mkdir -p $(DEB_SRC)
 	cp -r $(DEB_FILES) $(DEB_SRC)/
