@@ -326,7 +326,7 @@ ngx_http_apikey_metrics_row(ngx_http_apikey_metrics_sh_t *sh, ngx_str_t *name)
     }
 
     if (n == NGX_HTTP_APIKEY_METRICS_SERVERS
-        || name->len > NGX_HTTP_APIKEY_METRICS_NAME_LEN - 1)
+        || name->len > NGX_HTTP_APIKEY_METRICS_NAME_LEN)
     {
         return NGX_HTTP_APIKEY_METRICS_SERVERS;
     }

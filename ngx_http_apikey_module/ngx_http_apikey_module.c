@@ -3328,11 +3328,14 @@ ngx_http_apikey_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         amcf->hide = 1;
     }
 
-    /* the row of this server block's first name, with apikey_metrics */
+    /*
+     * with apikey_metrics, a location that decides requests counts them
+     * in the row of its server block's first name
+     */
 
     amcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_apikey_module);
 
-    if (amcf->metrics != NULL) {
+    if (amcf->metrics != NULL && conf->mode != NGX_HTTP_APIKEY_OFF) {
         cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
 
         conf->metrics = ngx_http_apikey_metrics_server(cf, amcf->metrics,

@@ -314,7 +314,8 @@ is($m->{family}{apikey_db_usable}, 'gauge', 'usable: a gauge');
 is($m->{sample}{"apikey_db_usable\{db=$dir/db\}"}, 1, 'database usable');
 ok(!exists $m->{family}{apikey_db_follow_version},
    'no follow gauges without a follower');
-like($m->{body}, qr/^# HELP apikey_requests_total \S.*\n# TYPE apikey_requests_total counter\n/m,
+my $help = '# HELP apikey_requests_total \S.*\n';
+like($m->{body}, qr/^$help# TYPE apikey_requests_total counter\n/m,
      'help and type lines');
 
 my $base_lookups = $m->{sample}{apikey_lookups_total};
@@ -341,11 +342,13 @@ cmp_ok(scalar keys %workers_seen, '>', 1,
 diag('answers by worker: '
      . join(' ', map { "$_=$workers_seen{$_}" } sort keys %workers_seen));
 
-my %expect = ('a.example' => {%plan_a}, 'b.example' => {%plan_b},
-              'metrics' => {});
+my %expect = ('a.example' => {%plan_a}, 'b.example' => {%plan_b});
 
 $m = scrape();
 check_counts($m, \%expect, 'four workers');
+
+is(join(' ', grep { /server=metrics/ } keys %{$m->{sample}}), '',
+   'no row for a server where apikey is off');
 
 my $looks = 0;
 $looks += ($looks{$_} ? $plan_a{$_} + $plan_b{$_} : 0) for keys %plan_a;
@@ -467,7 +470,8 @@ is(http_get($t->port(0), '/metrics-protected', 'X-API-Key', $key{valid})
 
 my $p = http_get($t->port(0), '/metrics-protected', 'X-API-Key', $key{admin});
 is($p->{status}, 200, 'protected metrics: a key with the scope');
-like($p->{body}, qr/^apikey_requests_total\{server="a\.example",status="valid"\} \d+$/m,
+like($p->{body},
+     qr/^apikey_requests_total\{server="a\.example",status="valid"\} \d+$/m,
      'protected metrics: the counters');
 
 is(http_raw_post(), 405, 'POST is not allowed');
