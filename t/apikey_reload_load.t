@@ -195,6 +195,18 @@ sub only_workers {
     return 0;
 }
 
+# a master the harness does not know of, if the test stops half-way
+
+END {
+    for my $f ('nginx.pid', 'nginx.pid.oldbin') {
+        my $pid = pid_file($f) or next;
+        next if $t->{pid} && $pid == $t->{pid};
+
+        kill 'TERM', $pid
+            if Apikey::Harness::slurp("/proc/$pid/cmdline") =~ /nginx/;
+    }
+}
+
 is(run(@nginx), 0, 'nginx started as a daemon');
 
 my $end = time() + scaled(10);
