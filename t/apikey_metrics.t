@@ -7,7 +7,8 @@
 # workers' slots.  A worker killed leaves its counts, and after "nginx
 # -s reload" (one server renamed) the counters go on from where they
 # were.  The database gauges equal
-# "apikeyctl stats --format json"; the database deleted gives
+# "apikeyctl stats --format json", the follower's entries of meta are
+# exported once they are there; the database deleted gives
 # apikey_db_usable 0 and 503s counted as "error".  The metrics location
 # is open unless protected; apikey_metrics with an argument, twice, or
 # outside a location is a configuration error.
@@ -384,6 +385,36 @@ my $changed = timegm($s, $mi, $h, $d, $mo - 1, $y);
 
 is($m->{sample}{"apikey_db_last_change_timestamp_seconds\{db=$dir/db\}"},
    $changed, 'last change time as apikeyctl stats');
+
+# what a follower writes in meta: gauges of their own (written here with
+# mdb_load, as apikeyctl follow would, u64 little-endian)
+
+SKIP: {
+    skip 'mdb_load not installed (lmdb-utils)', 2
+        if system('mdb_load -V >/dev/null 2>&1') != 0;
+
+    my $u64 = sub { join '', map { sprintf '\\%02x', $_ }
+                                unpack 'C8', pack 'Q<', $_[0] };
+
+    open my $load, '>', "$dir/follow.txt" or die $!;
+    print $load "VERSION=3\nformat=print\ndatabase=meta\ntype=btree\n"
+                . "HEADER=END\n"
+                . " follow_version\n " . $u64->(4242) . "\n"
+                . " follow_synced\n " . $u64->(1796000000) . "\n"
+                . "DATA=END\n";
+    close $load;
+
+    system('mdb_load', '-s', 'meta', '-f', "$dir/follow.txt", $t->db()) == 0
+        or die "mdb_load failed";
+
+    $m = scrape();
+
+    is($m->{sample}{"apikey_db_follow_version\{db=$dir/db\}"}, 4242,
+       'follow_version exported');
+    is($m->{sample}{"apikey_db_follow_synced_timestamp_seconds"
+                    . "\{db=$dir/db\}"}, 1796000000,
+       'follow_synced exported');
+}
 
 # a worker killed: its counts stay in its slot, and the worker started
 # in its place takes a slot (maybe that one) and adds to it
