@@ -35,16 +35,22 @@ else
 INSTALL_LOAD =      $(MODULES_DIR)/ngx_http_apikey_module.so
 endif
 
-# every file make install writes, as README.md lists them; the unit of
-# apikeyctl follow (tools/apikeyctl-follow@.service) is to be added here,
-# under $(PREFIX)/lib/systemd/system, and to debian/apikeyctl.install
+# the unit of apikeyctl follow, where systemd looks for the units of
+# local packages (/usr/local/lib/systemd/system), or those of the system
+# with PREFIX=/usr; it names the installed apikeyctl
+
+SYSTEMD_UNIT_DIR ?= $(PREFIX)/lib/systemd/system
+FOLLOW_UNIT =       apikeyctl-follow@.service
+
+# every file make install writes, as README.md lists them
 
 INSTALL_FILES =     $(MODULES_DIR)/ngx_http_apikey_module.so \
                     $(MODULES_AVAILABLE)/$(INSTALL_CONF) \
                     $(MODULES_ENABLED)/$(INSTALL_LINK) \
                     $(PREFIX)/sbin/apikeyctl \
                     $(PREFIX)/share/man/man1/apikeyctl.1 \
-                    $(PREFIX)/share/bash-completion/completions/apikeyctl
+                    $(PREFIX)/share/bash-completion/completions/apikeyctl \
+                    $(SYSTEMD_UNIT_DIR)/$(FOLLOW_UNIT)
 
 VERSION =           $(shell sed -n \
                         's/^\#define ACTL_VERSION *"\(.*\)"/\1/p' \
@@ -76,6 +82,10 @@ install: all
 	install -m 0644 tools/apikeyctl.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 	install -m 0644 tools/apikeyctl.bash-completion \
 	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/apikeyctl
+	install -d $(DESTDIR)$(SYSTEMD_UNIT_DIR)
+	sed 's|/usr/sbin/apikeyctl|$(PREFIX)/sbin/apikeyctl|' \
+	    tools/$(FOLLOW_UNIT) > $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(FOLLOW_UNIT)
+	chmod 0644 $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$(FOLLOW_UNIT)
 
 # the files only: the directories are nginx's and the system's
 

@@ -34,6 +34,7 @@ my @layout = (
     '/etc/nginx/modules-enabled/50-mod-http-apikey.conf'
         . ' -> /usr/share/nginx/modules-available/mod-http-apikey.conf',
     '/usr/lib/nginx/modules/ngx_http_apikey_module.so',
+    '/usr/local/lib/systemd/system/apikeyctl-follow@.service',
     '/usr/local/sbin/apikeyctl',
     '/usr/local/share/bash-completion/completions/apikeyctl',
     '/usr/local/share/man/man1/apikeyctl.1',
@@ -98,6 +99,12 @@ is(Apikey::Harness::slurp("$dest/usr/local/share/bash-completion/"
    'bash completion');
 
 is(mode("$dest/usr/local/sbin/apikeyctl"), '0755', 'apikeyctl mode');
+like(Apikey::Harness::slurp("$dest/usr/local/lib/systemd/system/"
+                            . "apikeyctl-follow\@.service"),
+     qr{^ExecStart=/usr/local/sbin/apikeyctl -d }m,
+     'unit of follow: the installed apikeyctl');
+is(mode("$dest/usr/local/lib/systemd/system/apikeyctl-follow\@.service"),
+   '0644', 'unit mode');
 is(mode("$dest/usr/lib/nginx/modules/ngx_http_apikey_module.so"), '0644',
    'module mode');
 is(mode("$dest/usr/share/nginx/modules-available/mod-http-apikey.conf"),
@@ -198,6 +205,7 @@ is_deeply([ tree($dest2) ], [
     '/etc/nginx/modules-enabled/50-mod-http-apikey.conf'
         . ' -> /usr/share/nginx/modules-available/mod-http-apikey.conf',
     '/opt/nginx/modules/ngx_http_apikey_module.so',
+    '/usr/lib/systemd/system/apikeyctl-follow@.service',
     '/usr/sbin/apikeyctl',
     '/usr/share/bash-completion/completions/apikeyctl',
     '/usr/share/man/man1/apikeyctl.1',

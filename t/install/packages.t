@@ -374,6 +374,7 @@ is_deeply([ sort @{$files{'libnginx-mod-http-apikey'}} ], [
 ], 'module package files');
 
 is_deeply([ sort @{$files{apikeyctl}} ], [
+    '/lib/systemd/system/apikeyctl-follow@.service',
     '/usr/sbin/apikeyctl',
     '/usr/share/bash-completion/completions/apikeyctl',
     '/usr/share/doc/apikeyctl/changelog.gz',
