@@ -6,11 +6,11 @@
 # forked clients; the counters equal them exactly, summed over the
 # workers' slots.  A worker killed leaves its counts, and after "nginx
 # -s reload" (one server renamed) the counters go on from where they
-# were.  The database gauges equal
-# "apikeyctl stats --format json", the follower's entries of meta are
-# exported once they are there; the database deleted gives
-# apikey_db_usable 0 and 503s counted as "error".  The metrics location
-# is open unless protected; apikey_metrics with an argument, twice, or
+# were.  The database gauges equal "apikeyctl stats --format json", and
+# the follower's entries of meta are exported once they are there.  The
+# database deleted gives apikey_db_usable 0 and 503s counted as "error";
+# made again, it is reopened and counted so.  The metrics location is
+# open unless protected; apikey_metrics with an argument, twice, or
 # outside a location is a configuration error.
 
 use strict;
@@ -549,6 +549,31 @@ is(requests($m, 'a.example', 'valid') - $before{valid}, $answers{200} // 0,
    'database deleted: the 200s counted as valid');
 ok(!exists $m->{sample}{"apikey_db_keys\{db=$dir/db\}"},
    'database deleted: no other gauge');
+
+# made again: the workers open it again by themselves, and say so
+
+$t->init_db();
+my $again = $t->gen('--id', 'again');
+
+my $status = 0;
+
+for (1 .. scaled(200)) {
+    $status = http_get($t->port(0), '/', 'X-API-Key', $again)->{status};
+    last if $status == 200;
+    sleep 0.05;
+}
+
+is($status, 200, 'database made again: served');
+
+$m = scrape();
+
+is($m->{sample}{"apikey_db_usable\{db=$dir/db\}"}, 1,
+   'database made again: usable 1');
+is($m->{sample}{"apikey_db_keys\{db=$dir/db\}"}, 1,
+   'database made again: its keys');
+cmp_ok($m->{sample}{apikey_env_reopens_total}, '>=', 1,
+       'database made again: reopens counted');
+diag("reopens: $m->{sample}{apikey_env_reopens_total}");
 
 $t->stop();
 
