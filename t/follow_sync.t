@@ -272,6 +272,28 @@ is(verify($gk->{key}), 0, 'exported rows: the generated key served');
 is(decode_json($t->ctl_ok('show', 'g1', '--format', 'json'))->{hint},
    $gk->{hint}, 'exported rows: the hint kept');
 
+# an empty conninfo: libpq's variables, as the systemd unit may give them
+
+{
+    local @ENV{qw(PGHOST PGPORT PGUSER PGDATABASE)} =
+        ($pg->{base}, $pg->{port}, 'postgres', 'other');
+    ($rc, $out, $err) = follow('');
+}
+
+is($rc, 0, 'empty conninfo, PG variables: exit 0');
+is(stats()->{follow_version},
+   $pg->psql("SELECT max(version) FROM apikey_keys", db => 'other'),
+   'empty conninfo, PG variables: followed');
+
+# a database without the schema: exit 1, PostgreSQL's reason, nothing
+# changed
+
+($rc, $out, $err) = follow($pg->conninfo('template1'));
+is($rc, 1, 'no schema: exit 1');
+like($err, qr/^apikeyctl: follow: read PostgreSQL: ERROR:  relation "apikey_state" does not exist/m,
+     'no schema: the reason');
+is(verify($gk->{key}), 0, 'no schema: keys still served');
+
 # usage
 
 ($rc, $out, $err) = $t->ctl('follow');

@@ -282,6 +282,9 @@ actl_follow_copy(actl_follow_t *fl, const char *sql, uint64_t *nrows)
             (*nrows)++;
         }
 
+        /* a key put where none belongs is refused, and not left behind */
+
+        sodium_memzero(buf, (size_t) n);
         PQfreemem(buf);
     }
 
