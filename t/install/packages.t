@@ -119,6 +119,7 @@ sub snapshot {
     return [ sort @s ];
 }
 
+my $started = time();
 my $before = snapshot();
 
 # policy-rc.d: no service started or reloaded by the packages (the
@@ -341,7 +342,9 @@ is(`dpkg-query -W -f '\${Version}' libnginx-mod-http-apikey`, $version,
 
 my @changes = glob("$src/build/deb/*.changes");
 
+$t0 = time();
 ($rc, $out) = run("TMPDIR=$tmp lintian --info @changes");
+diag(sprintf 'lintian: %.0f s', time() - $t0);
 unlike($out, qr/^E: /m, 'lintian: no error') or diag($out);
 diag("lintian: $_") for grep { /^[WIP]: / } split /\n/, $out;
 diag('lintian: no tag') unless $out =~ /^[EWIP]: /m;
@@ -488,6 +491,25 @@ unlike($logs, qr/\[(alert|emerg|crit)\]|signal \d+ .*exited/,
 
 stop_nginx();
 
+# removed, the module is disabled and nginx without it still starts;
+# installed again, enabled again (dh_nginx's ".removed" link)
+
+($rc, $out) = run('apt-get remove -y libnginx-mod-http-apikey');
+is($rc, 0, 'apt-get remove') or diag($out);
+ok(!-e '/usr/lib/nginx/modules/ngx_http_apikey_module.so',
+   'module file removed');
+is(readlink("$link.removed"), $snippet, 'link kept as .removed');
+ok(!-l $link, 'module disabled');
+
+($rc, $out) = run("$nginx -t");
+is($rc, 0, 'nginx -t without the module') or diag($out);
+
+($rc, $out) = run("cd $src && apt install "
+                  . './libnginx-mod-http-apikey_*.deb');
+is($rc, 0, 'apt install again') or diag($out);
+is(readlink($link), $snippet, 'module enabled again');
+ok(!-l "$link.removed", 'no .removed link left');
+
 # the purge: nothing of the packages left
 
 ($rc, $out) = run("apt-get purge -y @packages");
@@ -512,5 +534,6 @@ unlink($policy) if $made_policy;
 undef $made_policy;
 
 is_deeply(snapshot(), $before, 'machine as it was');
+diag(sprintf 'packages test: %.0f s', time() - $started);
 
 done_testing();
