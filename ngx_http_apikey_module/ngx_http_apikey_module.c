@@ -2346,9 +2346,11 @@ static ngx_int_t
 ngx_http_apikey_env_stat(ngx_log_t *log, ngx_http_apikey_env_t *env,
     ngx_file_info_t *data, ngx_file_info_t *lock)
 {
-    u_char     *name;
-    ngx_err_t   err;
+    u_char      *name;
+    ngx_err_t    err;
+    const char  *what;
 
+    what = ngx_file_info_n;
     name = env->data_path;
 
     if (ngx_file_info(name, data) == NGX_FILE_ERROR) {
@@ -2358,6 +2360,25 @@ ngx_http_apikey_env_stat(ngx_log_t *log, ngx_http_apikey_env_t *env,
     name = env->lock_path;
 
     if (ngx_file_info(name, lock) == NGX_FILE_ERROR) {
+        goto failed;
+    }
+
+    /*
+     * files made unreadable while open would still be read through the
+     * map: fail closed as a new worker would, LMDB opens data.mdb to
+     * read and lock.mdb to read and write
+     */
+
+    what = "access()";
+    name = env->data_path;
+
+    if (access((char *) name, R_OK) == -1) {
+        goto failed;
+    }
+
+    name = env->lock_path;
+
+    if (access((char *) name, R_OK|W_OK) == -1) {
         goto failed;
     }
 
@@ -2386,8 +2407,8 @@ failed:
 
     ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                               "apikey database \"%s\" is not usable: "
-                              ngx_file_info_n " \"%s\" failed (%d: %s)",
-                              env->path, name, err, strerror(err));
+                              "%s \"%s\" failed (%d: %s)",
+                              env->path, what, name, err, strerror(err));
 
     return NGX_ERROR;
 }
