@@ -56,6 +56,15 @@ typedef struct {
 } ngx_http_apikey_metrics_out_t;
 
 
+/* a counter of the processes, without labels: offset, in the sums */
+
+typedef struct {
+    const char                   *name;
+    const char                   *help;
+    size_t                        offset;
+} ngx_http_apikey_metrics_counter_t;
+
+
 /* a gauge of each database: cond, a field that must not be 0 for it */
 
 typedef struct {
@@ -104,6 +113,25 @@ static u_char *ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src);
 
 
 extern ngx_module_t  ngx_http_apikey_module;
+
+
+static ngx_http_apikey_metrics_counter_t  ngx_http_apikey_metrics_counters[] =
+{
+    { "apikey_lookups_total",
+      "Keys looked up in a database.",
+      offsetof(ngx_http_apikey_metrics_sum_t, lookups) },
+
+    { "apikey_lookup_errors_total",
+      "Lookups that failed: the database could not be read.",
+      offsetof(ngx_http_apikey_metrics_sum_t, lookup_errors) },
+
+    { "apikey_env_reopens_total",
+      "Databases opened again by a worker after it had closed them "
+      "(replaced, unusable, recovered).",
+      offsetof(ngx_http_apikey_metrics_sum_t, reopens) },
+
+    { NULL, NULL, 0 }
+};
 
 
 static ngx_http_apikey_metrics_gauge_t  ngx_http_apikey_metrics_gauges[] = {
@@ -461,11 +489,12 @@ ngx_http_apikey_metrics_cleanup(void *data)
 ngx_int_t
 ngx_http_apikey_metrics_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                       rc;
-    ngx_http_apikey_metrics_t      *m;
-    ngx_http_apikey_metrics_sh_t   *sh;
-    ngx_http_apikey_metrics_out_t   o;
-    ngx_http_apikey_metrics_sum_t  *sum;
+    ngx_int_t                           rc;
+    ngx_http_apikey_metrics_t          *m;
+    ngx_http_apikey_metrics_sh_t       *sh;
+    ngx_http_apikey_metrics_out_t       o;
+    ngx_http_apikey_metrics_sum_t      *sum;
+    ngx_http_apikey_metrics_counter_t  *c;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -501,24 +530,22 @@ ngx_http_apikey_metrics_handler(ngx_http_request_t *r)
     o.request = r;
     o.last = &o.out;
 
-    if (ngx_http_apikey_metrics_requests(&o, sh, sum) != NGX_OK
-        || ngx_http_apikey_metrics_family(&o, "apikey_lookups_total",
-               "counter", "Keys looked up in a database.") != NGX_OK
-        || ngx_http_apikey_metrics_sample(&o, "apikey_lookups_total", NULL, 0,
-                                          sum->lookups) != NGX_OK
-        || ngx_http_apikey_metrics_family(&o, "apikey_lookup_errors_total",
-               "counter", "Lookups that failed: the database could not be "
-               "read.") != NGX_OK
-        || ngx_http_apikey_metrics_sample(&o, "apikey_lookup_errors_total",
-                                          NULL, 0, sum->lookup_errors)
-           != NGX_OK
-        || ngx_http_apikey_metrics_family(&o, "apikey_env_reopens_total",
-               "counter", "Databases opened again by a worker after they "
-               "were closed (replaced, unusable, recovered).") != NGX_OK
-        || ngx_http_apikey_metrics_sample(&o, "apikey_env_reopens_total",
-                                          NULL, 0, sum->reopens) != NGX_OK
-        || ngx_http_apikey_metrics_dbs(&o) != NGX_OK)
-    {
+    if (ngx_http_apikey_metrics_requests(&o, sh, sum) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    for (c = ngx_http_apikey_metrics_counters; c->name; c++) {
+        if (ngx_http_apikey_metrics_family(&o, c->name, "counter", c->help)
+            != NGX_OK
+            || ngx_http_apikey_metrics_sample(&o, c->name, NULL, 0,
+                   *(ngx_atomic_uint_t *) ((u_char *) sum + c->offset))
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    if (ngx_http_apikey_metrics_dbs(&o) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
