@@ -3025,10 +3025,16 @@ ngx_http_apikey_db_stats(ngx_http_request_t *r, ngx_uint_t n,
     ngx_memzero(st, sizeof(ngx_http_apikey_db_stats_t));
     st->path = db->path;
 
-    /* the files as they are now, not as they were up to a second ago */
+    /*
+     * the files as they are now, not as they were up to a second ago:
+     * checked if open, opened if not (a scrape is rare)
+     */
 
     if (db->env->handle != NULL) {
         db->env->next_check = 0;
+
+    } else {
+        db->env->next_open = 0;
     }
 
     h = ngx_http_apikey_env_usable(log, db);
