@@ -19,7 +19,7 @@
 #define ACTL_FOLLOW_CHANNEL     "apikey_keys"
 #define ACTL_FOLLOW_POLL_MS     1000
 #define ACTL_FOLLOW_BACKOFF_MAX 30000   /* ms */
-#define ACTL_FOLLOW_BATCH       10000   /* changes a write transaction */
+#define ACTL_FOLLOW_BATCH       25000   /* changes a write transaction */
 #define ACTL_FOLLOW_NFIELDS     11      /* the columns read, version last */
 
 /* the states logged when they change */
