@@ -14,14 +14,20 @@ package Apikey::Fault;
 #       both loads.
 #
 #   my $o = $f->outage(name => 'deleted', break => sub { ... },
-#                      fix => sub { ... });
+#                      fix => sub { ... }, %opts);
 #
 #       the database broken by break, left so for a while, fixed by fix:
 #       503 allowed from break to a few seconds after fix (the retries of
 #       the workers, about once a second), and only 503 (401 for a
 #       malformed key, which needs no database) from a few seconds after
-#       break to fix.  Returns the requests of the outage, those of its
-#       steady part by status, and the error-log lines it wrote.
+#       break to fix; then every worker answers without 503.  Options:
+#       steady (2: seconds of the outage after the workers noticed it),
+#       during (a sub called then, with the time it lasts until), log
+#       (patterns of the error lines that must be there), also (those
+#       that may be), errors (1: error lines a worker at most), notices
+#       (1: notice lines a worker at most, "usable again").  Returns the
+#       requests of the outage, those of its steady part by status, and
+#       the error-log lines it wrote.
 #
 #   $f->finish();
 #
@@ -205,6 +211,7 @@ sub outage {
 
     my $end = time() + scaled($c{steady} // 2);
 
+    $c{during}->($end) if $c{during};
     sleep 0.1 while time() < $end;
 
     my $fixing = time();
@@ -298,7 +305,8 @@ sub outage {
                        . " expected") or Test::More::diag("no line like $re");
     }
 
-    Test::More::is(join("\n", grep { !/\[notice\]/ && !match($_, $c{log}) }
+    Test::More::is(join("\n", grep { !/\[notice\]/
+                                     && !match($_, $c{log}, $c{also}) }
                                    @lines), '',
                    "$name: no other error line") if $c{log};
 
@@ -307,8 +315,8 @@ sub outage {
 }
 
 sub match {
-    my ($line, $res) = @_;
-    return grep { $line =~ $_ } @$res;
+    my ($line, @res) = @_;
+    return grep { $line =~ $_ } map { @{$_ // []} } @res;
 }
 
 sub finish {
