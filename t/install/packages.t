@@ -90,7 +90,11 @@ my @watched = qw(/etc/nginx /usr/share/nginx /usr/lib/nginx /var/lib/apikey
                  /usr/share/doc/libnginx-mod-http-apikey
                  /usr/share/doc/apikeyctl /usr/sbin/apikeyctl
                  /usr/sbin/policy-rc.d /usr/share/bash-completion
-                 /usr/share/man/man1/apikeyctl.1.gz /var/log/nginx);
+                 /usr/share/man/man1/apikeyctl.1.gz /var/log/nginx
+                 /lib/systemd/system/apikeyctl-follow@.service
+                 /etc/systemd/system
+                 /var/lib/systemd/deb-systemd-helper-enabled
+                 /var/lib/systemd/deb-systemd-helper-masked);
 
 sub snapshot {
     my @s = `dpkg-query -W -f '\${Package} \${Version} \${Status}\\n'`;
@@ -358,13 +362,14 @@ my ($abi) = Apikey::Harness::slurp(
 like(`dpkg-query -W -f '\${Depends}' libnginx-mod-http-apikey`,
      qr/(^|, )\Q$abi\E(,|$)/, "module depends on $abi");
 
-# what each package installed
+# what each package installed: not its directories, nor those the
+# system has as links to directories (/lib with merged /usr)
 
 my %files;
 
 for my $p (@packages) {
-    $files{$p} = [ grep { -f $_ || -l $_ } map { chomp; $_ }
-                   `dpkg -L $p` ];
+    $files{$p} = [ grep { (-e $_ || -l $_) && !-d $_ }
+                   map { chomp; $_ } `dpkg -L $p` ];
 }
 
 is_deeply([ sort @{$files{'libnginx-mod-http-apikey'}} ], [
