@@ -113,7 +113,7 @@ struct ngx_http_apikey_env_s {
     ngx_http_apikey_handle_t   *handle;
     time_t                      next_open;
     time_t                      next_check;
-    ngx_uint_t                  opened;     /* once in this process */
+    ngx_uint_t                  opened;     /* times, in this process */
     ngx_uint_t                  damaged;    /* NGX_HTTP_APIKEY_DAMAGED_* */
     ngx_file_info_t             damage;     /* the data file that faulted */
     dev_t                       damage_lock_dev;
