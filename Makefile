@@ -60,7 +60,7 @@ CORE_TEST =     $(B)/core_test
 
 
 .PHONY: all deps deps-test deps-bench module test demo bench bench-quick \
-        bench-cg bench-import \
+        bench-cg bench-import bench-follow \
         lint install clean
 
 all: deps $(MODULE) $(APIKEYCTL)
@@ -143,6 +143,10 @@ bench-cg: deps-bench all
 # BENCH_IMPORT_FLAGS=--no-10m skips the 10M-key case (a few minutes)
 bench-import: deps-bench all
 	bench/import.pl --build $(B) $(BENCH_IMPORT_FLAGS)
+
+# 1M rows synchronised from a PostgreSQL started for it (apikeyctl follow)
+bench-follow: deps-bench all
+	bench/follow.pl --build $(B)
 
 lint:
 	tools/lint.sh
