@@ -18,10 +18,6 @@ use Apikey::Fault;
 
 my $t = Apikey::Harness->new()->require_all();
 
-plan(skip_all => 'the workers run as the test user, who reads any mode,'
-                 . ' unless the tests run as root')
-    if $> != 0;
-
 my $dir = $t->prefix();
 my $db = $t->db();
 my $workers = $ENV{TEST_APIKEY_WORKERS} // 2;
@@ -45,28 +41,36 @@ $f->outage(
         rename("$dir/db.new", $db) or die "rename: $!";
     });
 
-# the directory unreadable
+# unreadable: the workers run as nobody when the tests run as root (as
+# the test user otherwise, the owner of the files)
 
-$f->outage(
-    name => 'directory unreadable',
-    log => [ qr{\Q"$db" is not usable: stat() "$db/data.mdb"\E}
-             . qr{\Q failed (13: Permission denied)\E} ],
-    break => sub { chmod 0, $db or die "chmod: $!" },
-    fix => sub { chmod 02750, $db or die "chmod: $!" });
+SKIP: {
+    skip 'the workers run as the owner of the files unless the tests run'
+         . ' as root', 2 if $> != 0;
 
-# its files unreadable
+    # the directory unreadable
 
-$f->outage(
-    name => 'files unreadable',
-    log => [ qr{\Q"$db" is not usable: access() "$db/data.mdb"\E}
-             . qr{\Q failed (13: Permission denied)\E} ],
-    break => sub {
-        chmod 0, "$db/data.mdb", "$db/lock.mdb" or die "chmod: $!";
-    },
-    fix => sub {
-        chmod 0640, "$db/data.mdb" or die "chmod: $!";
-        chmod 0660, "$db/lock.mdb" or die "chmod: $!";
-    });
+    $f->outage(
+        name => 'directory unreadable',
+        log => [ qr{\Q"$db" is not usable: stat() "$db/data.mdb"\E}
+                 . qr{\Q failed (13: Permission denied)\E} ],
+        break => sub { chmod 0, $db or die "chmod: $!" },
+        fix => sub { chmod 02750, $db or die "chmod: $!" });
+
+    # its files unreadable
+
+    $f->outage(
+        name => 'files unreadable',
+        log => [ qr{\Q"$db" is not usable: access() "$db/data.mdb"\E}
+                 . qr{\Q failed (13: Permission denied)\E} ],
+        break => sub {
+            chmod 0, "$db/data.mdb", "$db/lock.mdb" or die "chmod: $!";
+        },
+        fix => sub {
+            chmod 0640, "$db/data.mdb" or die "chmod: $!";
+            chmod 0660, "$db/lock.mdb" or die "chmod: $!";
+        });
+}
 
 $f->finish();
 
