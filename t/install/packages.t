@@ -65,9 +65,10 @@ plan(skip_all => "no Debian nginx ($nginx, /etc/nginx/nginx.conf, "
     unless -x $nginx && -f '/etc/nginx/nginx.conf'
            && -f '/usr/share/nginx/src/conf_flags';
 
-# one run at a time: a second one waits
+# one run at a time, from any checkout: a second one waits (a lock on the
+# configuration it uses, so that no lock file is left behind)
 
-open my $lock, '>', '/tmp/apikey-packages-test.lock' or die $!;
+open my $lock, '<', '/etc/nginx/nginx.conf' or die $!;
 flock($lock, LOCK_EX) or die "flock: $!";
 
 for my $p (@packages) {
