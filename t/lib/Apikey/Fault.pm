@@ -165,7 +165,7 @@ sub workers {
 sub answers {
     my ($self, $from, $to) = @_;
 
-    my (%all, %db, $n);
+    my (%all, %db, $n, $first, $last);
 
     for my $c (1 .. $self->{clients}) {
         open my $fh, '<', "$self->{load}{dir}/client.$c" or next;
@@ -177,12 +177,18 @@ sub answers {
             $n++;
             $all{$status}++;
             $db{$status}++ unless $id =~ /^M/;
+
+            next unless $status == 503;
+
+            $first = $got if !defined $first || $got < $first;
+            $last = $got if !defined $last || $got > $last;
         }
 
         close $fh;
     }
 
-    return { requests => $n // 0, all => \%all, db => \%db };
+    return { requests => $n // 0, all => \%all, db => \%db,
+             first => $first, last => $last };
 }
 
 sub counts {
@@ -202,6 +208,8 @@ sub outage {
 
     $c{break}->();
 
+    my $broken = time();
+
     # the workers notice within a couple of seconds; then only 503
 
     my $steady = time() + scaled($settle);
@@ -217,6 +225,8 @@ sub outage {
     my $fixing = time();
 
     $c{fix}->();
+
+    my $fixed = time();
 
     my $to = time() + scaled($settle);
 
@@ -269,10 +279,13 @@ sub outage {
 
     Test::More::diag(sprintf("%s: %d requests from break to recovery"
                              . " (%s), %d in the steady outage (%s);"
-                             . " %d log lines",
+                             . " %d log lines; 503 from %.2f s after the"
+                             . " break to %.2f s after the fix",
                              $name, $all->{requests}, counts($all->{all}),
                              $s->{requests}, counts($s->{all}),
-                             scalar @lines));
+                             scalar @lines, ($all->{first} // $broken)
+                                            - $broken,
+                             ($all->{last} // $fixed) - $fixed));
     Test::More::diag("  " . s/, client: .*//r) for @lines;
 
     # one line a worker for each cause (the workers that noticed it; an
