@@ -22,7 +22,6 @@ static int actl_follow_run(actl_follow_t *fl);
 static int actl_follow_round(actl_follow_t *fl);
 static int actl_follow_full(actl_follow_t *fl, const char *why);
 static void actl_follow_down(actl_follow_t *fl, const char *what);
-static void actl_follow_sleep(actl_follow_t *fl, int64_t ms);
 static int actl_follow_parse_poll(const char *s, int64_t *ms);
 static void actl_follow_signal(int signo);
 
@@ -146,7 +145,7 @@ actl_follow_run(actl_follow_t *fl)
                     return ACTL_FAIL;
                 }
 
-                actl_follow_sleep(fl, fl->backoff);
+                (void) actl_follow_wait(fl, fl->backoff);
                 continue;
             }
         }
@@ -166,7 +165,7 @@ actl_follow_run(actl_follow_t *fl)
                 return ACTL_FAIL;
             }
 
-            actl_follow_sleep(fl, fl->backoff);
+            (void) actl_follow_wait(fl, fl->backoff);
             continue;
         }
 
@@ -330,13 +329,6 @@ actl_follow_down(actl_follow_t *fl, const char *what)
     if (fl->backoff > ACTL_FOLLOW_BACKOFF_MAX) {
         fl->backoff = ACTL_FOLLOW_BACKOFF_MAX;
     }
-}
-
-
-static void
-actl_follow_sleep(actl_follow_t *fl, int64_t ms)
-{
-    (void) actl_follow_wait(fl, ms);
 }
 
 

@@ -270,27 +270,25 @@ actl_follow_write_synced(actl_follow_t *fl)
 
     fl->ctx->now = (int64_t) time(NULL);
 
-    for ( ;; ) {
-        if (actl_begin(fl->ctx, 0, 0, 1, &txn) != ACTL_OK) {
-            return ACTL_FAIL;
-        }
-
-        rc = actl_follow_synced(fl->ctx, txn, fl);
-
-        if (rc == ACTL_OK) {
-            return actl_commit(fl->ctx, &txn);
-        }
-
-        mdb_txn_abort(txn);
-
-        if (rc != ACTL_MAP_FULL) {
-            return rc;
-        }
-
-        /* a full map: actl_write() grows it */
-
-        return actl_write(fl->ctx, actl_follow_synced, fl);
+    if (actl_begin(fl->ctx, 0, 0, 1, &txn) != ACTL_OK) {
+        return ACTL_FAIL;
     }
+
+    rc = actl_follow_synced(fl->ctx, txn, fl);
+
+    if (rc == ACTL_OK) {
+        return actl_commit(fl->ctx, &txn);
+    }
+
+    mdb_txn_abort(txn);
+
+    if (rc != ACTL_MAP_FULL) {
+        return rc;
+    }
+
+    /* a full map: actl_write() grows it, and bumps the generation */
+
+    return actl_write(fl->ctx, actl_follow_synced, fl);
 }
 
 
@@ -417,9 +415,9 @@ actl_follow_put(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
     int             rc;
     MDB_val         k, v;
     actl_row_t     *row;
+    const char     *id;
     akc_record_t    old;
     unsigned char   hash[AKC_HASH_LEN];
-    const char     *id;
 
     row = &fl->imp->rows[ch->row];
     id = (const char *) fl->imp->arena + row->off + row->len;
@@ -497,8 +495,8 @@ actl_follow_del(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
 {
     int             rc;
     MDB_val         k, v;
-    unsigned char   hash[AKC_HASH_LEN];
     const char     *id;
+    unsigned char   hash[AKC_HASH_LEN];
 
     id = fl->ids + ch->id_off;
 
@@ -539,10 +537,10 @@ actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
     const unsigned char *hash)
 {
     int            rc;
-    MDB_val        k, v;
-    akc_record_t   old;
     char           old_id[AKC_ID_MAX_LEN];
     size_t         old_len;
+    MDB_val        k, v;
+    akc_record_t   old;
 
     k.mv_size = AKC_HASH_LEN;
     k.mv_data = (void *) hash;
