@@ -12,6 +12,7 @@ set lmargin 10
 set rmargin 3
 set grid xtics ytics
 set key top left horizontal
+set offsets graph 0, graph 0, graph 0.3, graph 0
 set xrange [0:duration]
 set yrange [0:*]
 set object 1 rect from 0, graph 0 to warmup, graph 1 \
@@ -26,7 +27,7 @@ set format x ""
 plot dat using 1:3 with lines lw 2 lc rgb "#4477aa" title "RSS, sum", \
      dat using 1:4 with lines lw 1 dt 2 lc rgb "#4477aa" \
          title "anonymous, sum", \
-     for [w=1:workers] dat using 1:(column(9 + w)) with lines lw 1 \
+     for [w=1:workers] dat using 1:(column(10 + w)) with lines lw 1 \
          title sprintf("worker %d", w)
 
 set title "database: data.mdb, map used (apikeyctl stats), pages in use (mdb_stat)"

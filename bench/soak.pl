@@ -510,24 +510,34 @@ sub rss {
     return ($rss // 0, $anon // 0);
 }
 
-# the pages in use, those on the free list left out (mdb_stat, if
-# there): the keys the database holds, under the high-water mark that
-# data.mdb and map used show
+# from mdb_stat, if there: the pages in use, those on the free list
+# left out (the keys the database holds, under the high-water mark that
+# data.mdb and map used show), and how many commits the reader furthest
+# behind is behind the last one, with its pid (the pages freed since its
+# snapshot cannot be reused while it lasts)
 
 my $mdb_stat = (grep { -x "$_/mdb_stat" } split /:/, $ENV{PATH})[0];
 
 sub live {
-    return undef unless $mdb_stat;
+    return (live => undef) unless $mdb_stat;
 
-    my $out = `$mdb_stat/mdb_stat -ef '@{[ $t->db() ]}' 2>/dev/null`;
+    my $out = `$mdb_stat/mdb_stat -efr '@{[ $t->db() ]}' 2>/dev/null`;
 
     my ($psize) = $out =~ /Page size: (\d+)/;
     my ($used) = $out =~ /Number of pages used: (\d+)/;
     my ($free) = $out =~ /Free pages: (\d+)/;
+    my ($txn) = $out =~ /Last transaction ID: (\d+)/;
 
-    return undef unless $psize && defined $used && defined $free;
+    return (live => undef) unless $psize && defined $used && defined $free;
 
-    return ($used - $free) * $psize;
+    my %r = (live => ($used - $free) * $psize, lag => 0);
+    my @readers = $out =~ /^\s+(\d+)\s+[0-9a-f]+\s+(\d+)\s*$/mg;
+
+    while (my ($pid, $id) = splice(@readers, 0, 2)) {
+        @r{qw(lag lagpid)} = ($txn - $id, $pid) if $txn - $id > $r{lag};
+    }
+
+    return %r;
 }
 
 my @samples;
@@ -543,8 +553,9 @@ while ((my $now = time()) < $end) {
     $next += $interval;
 
     my (@rss, $anon);
+    my @pids = workers();
 
-    for my $pid (workers()) {
+    for my $pid (@pids) {
         my ($r, $a) = rss($pid);
         push @rss, $r;
         $anon += $a;
@@ -554,8 +565,8 @@ while ((my $now = time()) < $end) {
     my %st = $stats =~ /"(map_used|map_size|readers_used|keys)":(\d+)/g;
 
     push @samples, { t => time() - $t0, rss => \@rss, anon => $anon // 0,
-                     mdb => -s ($t->db() . '/data.mdb'), live => live(),
-                     %st };
+                     pids => \@pids,
+                     mdb => -s ($t->db() . '/data.mdb'), live(), %st };
 }
 
 my $stopped = time();
@@ -691,6 +702,29 @@ for my $m (@metrics) {
     push @flat_rows, [ $name, $ref, $last, $ok, $slack ];
 }
 
+# the samples that found a reader 3 commits or more behind the last, by
+# whom: the workers (their pids when sampled) or another process
+
+sub reader_lag {
+    return 'no mdb_stat' unless $mdb_stat;
+
+    my ($n, $worst, %by) = (0, 0);
+
+    for my $x (@samples) {
+        next unless ($x->{lag} // 0) >= 3;
+
+        $n++;
+        $worst = $x->{lag} if $x->{lag} > $worst;
+        $by{(grep { $_ == $x->{lagpid} } @{$x->{pids}}) ? 'a worker'
+                                                         : 'another'}++;
+    }
+
+    return sprintf('%d of %d samples found a reader 3 commits or more'
+                   . ' behind (%s), at most %d', $n, scalar @samples,
+                   join(', ', map { "$_ $by{$_}" } sort keys %by) || '-',
+                   $worst);
+}
+
 # each worker's RSS, after the warm-up and at the end (the sample nearest)
 
 sub at {
@@ -781,6 +815,7 @@ my @rows = (
     [ 'data.mdb end', sprintf('%d bytes, map used %d bytes, map %d bytes',
                               $last->{mdb} // 0, $last->{map_used} // 0,
                               $last->{map_size} // 0) ],
+    [ 'readers behind', reader_lag() ],
     [ 'pages in use', defined $last->{live}
                       ? sprintf('%s after warm-up, %s at the end (%s the'
                                 . ' highest; free pages left out)',
@@ -830,20 +865,22 @@ if ($o{out}) {
     open my $tsv, '>', "$out/soak.tsv" or die "soak: $out/soak.tsv: $!\n";
 
     print $tsv "# t\treq_s\trss_mb\tanon_mb\tmdb_mb\tmap_used_mb\treaders"
-               . "\tkeys\tlive_mb"
+               . "\tkeys\tlive_mb\tlag"
                . join('', map { "\tw${_}_mb" } 1 .. $o{workers}) . "\n";
 
     for my $i (0 .. $#samples) {
         my $x = $samples[$i];
         my @w = map { $x->{rss}[$_] // 0 } 0 .. $o{workers} - 1;
 
-        printf $tsv "%.1f\t%.0f\t%.2f\t%.2f\t%.3f\t%.3f\t%d\t%d\t%s%s\n",
+        printf $tsv "%.1f\t%.0f\t%.2f\t%.2f\t%.3f\t%.3f\t%d\t%d\t%s\t%s"
+                    . "%s\n",
                     $x->{t}, $rate[$i], sum(@w) / 1024, $x->{anon} / 1024,
                     ($x->{mdb} // 0) / (1 << 20),
                     ($x->{map_used} // 0) / (1 << 20),
                     $x->{readers_used} // 0, $x->{keys} // 0,
                     defined $x->{live}
                     ? sprintf('%.3f', $x->{live} / (1 << 20)) : '-',
+                    $x->{lag} // '-',
                     join('', map { sprintf("\t%.2f", $_ / 1024) } @w);
     }
 
