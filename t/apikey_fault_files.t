@@ -67,8 +67,12 @@ SKIP: {
             chmod 0, "$db/data.mdb", "$db/lock.mdb" or die "chmod: $!";
         },
         fix => sub {
-            chmod 0640, "$db/data.mdb" or die "chmod: $!";
+
+            # data.mdb last: the worker that looks in between still
+            # finds the same cause, data.mdb unreadable, not another
+
             chmod 0660, "$db/lock.mdb" or die "chmod: $!";
+            chmod 0640, "$db/data.mdb" or die "chmod: $!";
         });
 }
 
