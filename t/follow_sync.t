@@ -15,6 +15,8 @@ use warnings;
 use Test::More;
 
 use JSON::PP;
+use POSIX ();
+use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(write_file);
 use Apikey::Pg;
@@ -324,9 +326,40 @@ is(verify($gk->{key}), 0, 'PostgreSQL stopped: keys still served');
 ($rc, $out, $err) = $t->ctl('check');
 is($rc, 0, 'check accepts the follower\'s meta');
 
+$pg->start();
+
+# the database replaced under a running follower: it says so and exits
+# 1 (systemd starts a new one, which synchronises the new database)
+
+my $pid = $pg->follower($t, '--poll', '100ms');
+my $flog = $t->prefix() . '/logs/follow.log';
+my $end = time() + 20;
+
+sleep 1 while Apikey::Harness::slurp($flog) !~ /following/ && time() < $end;
+like(Apikey::Harness::slurp($flog), qr/following PostgreSQL/,
+     'running follower: following');
+
+rename($t->db(), $t->db() . '.old') or die "rename: $!";
+$t->init_db();
+
+my $got = 0;
+
+while (time() < $end) {
+    $got = waitpid($pid, POSIX::WNOHANG());
+    last if $got == $pid;
+    sleep 0.1;
+}
+
+is($got == $pid ? $? >> 8 : 'running', 1,
+   'database replaced: the follower exits 1');
+like(Apikey::Harness::slurp($flog),
+     qr/^apikeyctl: follow: ".*\/data\.mdb" is no longer the database followed \(moved, replaced or deleted\): exiting/m,
+     'database replaced: said so');
+kill 'KILL', $pid if $got != $pid;
+$logs .= Apikey::Harness::slurp($flog);
+
 # no plaintext key in any line the follower wrote, nor in PostgreSQL
 
-$pg->start();
 my $dump = $pg->psql("SELECT * FROM apikey_keys", db => 'other')
            . $pg->psql("SELECT * FROM apikey_tombstones");
 my @leaked = grep { index($logs . $dump, $_) >= 0 } @plain;

@@ -137,6 +137,10 @@ actl_follow_run(actl_follow_t *fl)
 
     while (!actl_follow_stop) {
 
+        if (actl_follow_check_env(fl) != ACTL_OK) {
+            return ACTL_FAIL;
+        }
+
         if (fl->conn == NULL) {
             if (actl_follow_connect(fl) != ACTL_OK) {
                 actl_follow_down(fl, "connect to PostgreSQL");

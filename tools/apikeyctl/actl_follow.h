@@ -87,6 +87,7 @@ int actl_follow_row(actl_follow_t *fl, char **f, size_t *len,
 
 /* actl_follow_write.c: the local database */
 
+int actl_follow_check_env(actl_follow_t *fl);
 int actl_follow_load(actl_follow_t *fl);
 int actl_follow_write_all(actl_follow_t *fl);
 int actl_follow_write_changes(actl_follow_t *fl);

@@ -27,6 +27,44 @@ static int actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch,
     const char *id, size_t len);
 
 
+/*
+ * The database at the path is still the one opened: one moved into
+ * place, or deleted and made again, is for a new follower (systemd
+ * starts one), which synchronises it in full.
+ */
+
+int
+actl_follow_check_env(actl_follow_t *fl)
+{
+    int           fd, rc;
+    char         *path;
+    struct stat   st, cur;
+
+    path = actl_path(fl->ctx->db, AKC_DATA_FILE);
+    if (path == NULL) {
+        actl_error(fl->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    rc = ACTL_OK;
+
+    if (mdb_env_get_fd(fl->ctx->env, &fd) == MDB_SUCCESS
+        && fstat(fd, &cur) == 0
+        && (stat(path, &st) == -1
+            || st.st_dev != cur.st_dev || st.st_ino != cur.st_ino))
+    {
+        actl_error(fl->ctx, "\"%s\" is no longer the database followed "
+                   "(moved, replaced or deleted): exiting, to be started "
+                   "again on the database there", path);
+        rc = ACTL_FAIL;
+    }
+
+    free(path);
+
+    return rc;
+}
+
+
 /* the version reached when the database was last written, if any */
 
 int
