@@ -456,7 +456,7 @@ $n = 0;
 $n += $site =~ s{^(\s*)listen\s+8080;}{$1listen 127.0.0.1:$site_port;}m;
 $n += $site =~ s{server 127\.0\.0\.1:8000;}
                 {server 127.0.0.1:$upstream_port;};
-$n += $site =~ s{access_log /var/log/nginx/apikey\.log}
+$n += $site =~ s{access_log /var/log/nginx/api-access\.log}
                 {access_log $tmp/logs/apikey.log};
 is($n, 3, 'example site: port, backend and log changed');
 
@@ -485,9 +485,13 @@ sleep 0.1 until time() > $end
     || Apikey::Harness::slurp("$tmp/logs/apikey.log") =~ tr/\n// >= 3;
 
 my $log = Apikey::Harness::slurp("$tmp/logs/apikey.log");
-like($log, qr/" 200 key=valid id=pkg-1 subject=pkg hint=ak_\S+\n/,
+like($log, qr{"GET\ /api/x"\ 200\ \d+\ [\d.]+\ key=valid\ id=pkg-1
+             \ subject=pkg\ plan=-\ hint=ak_\S+\n}x,
      'access log: valid key');
-like($log, qr/" 401 key=missing id=- /, 'access log: missing key');
+like($log, qr{"GET /api/x" 401 \d+ [\d.]+ key=missing id=- },
+     'access log: missing key');
+like($log, qr{"GET /api/x" 401 \d+ [\d.]+ key=(unknown|malformed) id=- },
+     'access log: wrong key');
 
 my $logs = join '', map { Apikey::Harness::slurp($_) }
                     glob("$tmp/logs/*.log");
