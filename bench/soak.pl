@@ -799,20 +799,20 @@ my @rows = (
                                     scalar @latency, $first_rejected // 0) ],
     [ 'revocation latency', sprintf('p50 %s, p90 %s, p99 %s, max %s',
                                     map { ms($lat{$_}) } 50, 90, 99, 100) ],
-    [ 'worker RSS start', sprintf('%s (%s), anon %s',
+    [ 'worker RSS, warmed up', sprintf('%s (%s), anon %s',
                                   mb(1024 * sum(@{$first->{rss}})),
                                   join(' + ', map { mb(1024 * $_) }
                                               @{$first->{rss}}),
                                   mb(1024 * $first->{anon})) ],
-    [ 'worker RSS end', sprintf('%s (%s), anon %s',
+    [ 'worker RSS at the end', sprintf('%s (%s), anon %s',
                                 mb(1024 * sum(@{$last->{rss}})),
                                 join(' + ', map { mb(1024 * $_) }
                                             @{$last->{rss}}),
                                 mb(1024 * $last->{anon})) ],
-    [ 'data.mdb start', sprintf('%d bytes, map used %d bytes',
+    [ 'data.mdb, warmed up', sprintf('%d bytes, map used %d bytes',
                                 $first->{mdb} // 0,
                                 $first->{map_used} // 0) ],
-    [ 'data.mdb end', sprintf('%d bytes, map used %d bytes, map %d bytes',
+    [ 'data.mdb at the end', sprintf('%d bytes, map used %d bytes, map %d bytes',
                               $last->{mdb} // 0, $last->{map_used} // 0,
                               $last->{map_size} // 0) ],
     [ 'readers behind', reader_lag() ],
@@ -896,6 +896,18 @@ if ($o{out}) {
                            =~ /^processor\s/mg);
     print $md "| | |\n|---|---|\n";
     print $md "| $_->[0] | $_->[1] |\n" for @rows;
+    print $md <<"EOF";
+
+Wrong decisions: a valid key rejected, a key accepted after its revoke
+returned, a key never valid accepted (Apikey::Load, and the prober).
+Revocation latency: from `apikeyctl revoke` returning to the prober's
+first 401 for that key, on a keep-alive connection.  Warmed up: the
+sample nearest the end of the warm-up.  Growth: the highest value of
+the last window against the highest of the window right after the
+warm-up; flat within 10% or 4 MB (1 MB for the anonymous part of the
+RSS).  data.mdb and map used are the high-water mark of the pages
+written; pages in use leave out the free ones.
+EOF
     close $md;
 
     if (!$o{'no-chart'}) {
