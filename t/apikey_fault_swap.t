@@ -7,6 +7,8 @@
 # back recovers without a reload; then data.mdb alone replaced by one
 # made with another secret, until a whole directory restored from a
 # backup is swapped in.  The unprotected location answers 200 throughout.
+# Four workers (t/apikey_fault_files.t has two; TEST_APIKEY_WORKERS=N
+# sets the number for both).
 
 use strict;
 use warnings;
@@ -21,7 +23,7 @@ my $t = Apikey::Harness->new()->require_all();
 
 my $dir = $t->prefix();
 my $link = "$dir/live";
-my $workers = $ENV{TEST_APIKEY_WORKERS} // 2;
+my $workers = $ENV{TEST_APIKEY_WORKERS} // 4;
 
 sub point {
     my ($target) = @_;
