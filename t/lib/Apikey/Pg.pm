@@ -24,6 +24,7 @@ use warnings;
 
 use File::Temp qw(tempdir);
 use IPC::Open2 qw(open2);
+use POSIX ();
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
 
@@ -34,8 +35,22 @@ my $bindir;
 
 my %live;
 
+# a test interrupted (prove's ^C, a timeout's TERM) still runs END
+
+for my $sig (qw(INT TERM HUP)) {
+    $SIG{$sig} = sub { exit 128 } unless $SIG{$sig};
+}
+
+# and the followers it started, should the test die before it stops them
+
+my @followers;
+
 END {
     local $?;
+
+    for my $pid (@followers) {
+        kill 'KILL', $pid if waitpid($pid, POSIX::WNOHANG()) == 0;
+    }
 
     for my $pg (grep { defined } values %live) {
         $pg->stop('immediate');
@@ -238,6 +253,8 @@ sub follower {
              @args, $self->conninfo()
             or die "exec: $!";
     }
+
+    push @followers, $pid;
 
     return $pid;
 }
