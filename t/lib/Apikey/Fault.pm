@@ -22,12 +22,11 @@ package Apikey::Fault;
 #       malformed key, which needs no database) from a few seconds after
 #       break to fix; then every worker answers without 503.  Options:
 #       steady (2: seconds of the outage after the workers noticed it),
-#       during (a sub called then, with the time it lasts until), log
-#       (patterns of the error lines that must be there), also (those
-#       that may be), errors (1: error lines a worker at most), notices
-#       (1: notice lines a worker at most, "usable again").  Returns the
-#       requests of the outage, those of its steady part by status, and
-#       the error-log lines it wrote.
+#       log (patterns of the error lines that must be there), also
+#       (those that may be), errors (1: error lines a worker at most),
+#       notices (1: notice lines a worker at most, "usable again").
+#       Returns the requests of the outage, those of its steady part by
+#       status, and the error-log lines it wrote.
 #
 #   $f->finish();
 #
@@ -219,7 +218,6 @@ sub outage {
 
     my $end = time() + scaled($c{steady} // 2);
 
-    $c{during}->($end) if $c{during};
     sleep 0.1 while time() < $end;
 
     my $fixing = time();
