@@ -110,6 +110,13 @@ for (1 .. 20) {
 is($bad, 0, "inserts: killed $kills times, each time the table as it was");
 diag("inserts: $partial kills left some batches applied, some not");
 
+# however few batches the kills let through, the rest now
+
+$r = $pg->follower($t, '--once');
+waitpid($r, 0);
+is($?, 0, 'inserts: resumed to the end');
+is((state())[1], 2 * $n, 'inserts: every row a key');
+
 # batches of updates, the same
 
 $pg->psql("UPDATE apikey_keys SET disabled = true");
