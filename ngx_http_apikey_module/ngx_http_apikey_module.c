@@ -220,6 +220,8 @@ static ngx_int_t ngx_http_apikey_authorization_key(ngx_http_request_t *r,
     ngx_http_apikey_source_t *src, ngx_str_t *key);
 static void ngx_http_apikey_check(ngx_http_request_t *r,
     ngx_http_apikey_db_t *db, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
+static ngx_int_t ngx_http_apikey_txn_begin(ngx_log_t *log,
+    ngx_http_apikey_db_t *db, ngx_http_apikey_handle_t *h);
 static akc_status_e ngx_http_apikey_read(ngx_http_request_t *r,
     ngx_http_apikey_db_t *db, ngx_http_apikey_handle_t *h,
     ngx_http_apikey_ctx_t *ctx, ngx_str_t *key);
@@ -1571,6 +1573,45 @@ ngx_http_apikey_check(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
 }
 
 
+/*
+ * renews the worker's read transaction and, for a location with another
+ * secret than the one checked last, checks the database's fingerprint
+ * against it; runs inside the fault guard of its caller
+ */
+
+static ngx_int_t
+ngx_http_apikey_txn_begin(ngx_log_t *log, ngx_http_apikey_db_t *db,
+    ngx_http_apikey_handle_t *h)
+{
+    int  rc;
+
+    if (ngx_http_apikey_env_renew(log, db->env, h) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_memcmp(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN)
+        == 0)
+    {
+        return NGX_OK;
+    }
+
+    rc = akc_meta_check(h->txn, &h->dbs, &db->secret->secret);
+
+    if (rc != AKC_OK) {
+        ngx_http_apikey_txn_end(h);
+        ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\": %s with "
+                                  "secret \"%V\"", db->env->path,
+                                  akc_meta_strerror(rc), &db->secret->path);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN);
+
+    return NGX_OK;
+}
+
+
 static akc_status_e
 ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
     ngx_http_apikey_handle_t *h, ngx_http_apikey_ctx_t *ctx, ngx_str_t *key)
@@ -1584,28 +1625,8 @@ ngx_http_apikey_read(ngx_http_request_t *r, ngx_http_apikey_db_t *db,
 
     log = r->connection->log;
 
-    if (ngx_http_apikey_env_renew(log, db->env, h) != NGX_OK) {
+    if (ngx_http_apikey_txn_begin(log, db, h) != NGX_OK) {
         return AKC_STATUS_ERROR;
-    }
-
-    /* a location with another secret than the one checked at open */
-
-    if (ngx_memcmp(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN)
-        != 0)
-    {
-        rc = akc_meta_check(h->txn, &h->dbs, &db->secret->secret);
-
-        if (rc != AKC_OK) {
-            ngx_http_apikey_txn_end(h);
-            ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
-                                      "apikey database \"%s\": %s with "
-                                      "secret \"%V\"", db->env->path,
-                                      akc_meta_strerror(rc),
-                                      &db->secret->path);
-            return AKC_STATUS_ERROR;
-        }
-
-        ngx_memcpy(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN);
     }
 
     status = akc_lookup_key(h->txn, &h->dbs, &db->secret->secret,
@@ -3082,26 +3103,8 @@ ngx_http_apikey_read_stats(ngx_log_t *log, ngx_http_apikey_db_t *db,
 
     /* inside the fault guard of ngx_http_apikey_db_stats() */
 
-    if (ngx_http_apikey_env_renew(log, db->env, h) != NGX_OK) {
+    if (ngx_http_apikey_txn_begin(log, db, h) != NGX_OK) {
         return NGX_ERROR;
-    }
-
-    if (ngx_memcmp(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN)
-        != 0)
-    {
-        rc = akc_meta_check(h->txn, &h->dbs, &db->secret->secret);
-
-        if (rc != AKC_OK) {
-            ngx_http_apikey_txn_end(h);
-            ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
-                                      "apikey database \"%s\": %s with "
-                                      "secret \"%V\"", db->env->path,
-                                      akc_meta_strerror(rc),
-                                      &db->secret->path);
-            return NGX_ERROR;
-        }
-
-        ngx_memcpy(h->checked, db->secret->fingerprint, AKC_FINGERPRINT_LEN);
     }
 
     /* what apikeyctl stats reports, read the same way */
