@@ -30,7 +30,8 @@ plot dat using 1:3 with lines lw 2 lc rgb "#4477aa" title "RSS, sum", \
      for [w=1:workers] dat using 1:(column(10 + w)) with lines lw 1 \
          title sprintf("worker %d", w)
 
-set title "database: data.mdb, map used (apikeyctl stats), pages in use (mdb_stat)"
+set title "database: data.mdb, map used (apikeyctl stats), " \
+    . "pages in use (mdb_stat)"
 set ylabel "MB"
 plot dat using 1:5 with lines lw 3 lc rgb "#cc3311" title "data.mdb", \
      dat using 1:6 with lines lw 1 dt 2 lc rgb "black" title "map used", \

@@ -811,11 +811,13 @@ my @rows = (
                                             @{$last->{rss}}),
                                 mb(1024 * $last->{anon})) ],
     [ 'data.mdb, warmed up', sprintf('%d bytes, map used %d bytes',
-                                $first->{mdb} // 0,
-                                $first->{map_used} // 0) ],
-    [ 'data.mdb at the end', sprintf('%d bytes, map used %d bytes, map %d bytes',
-                              $last->{mdb} // 0, $last->{map_used} // 0,
-                              $last->{map_size} // 0) ],
+                                     $first->{mdb} // 0,
+                                     $first->{map_used} // 0) ],
+    [ 'data.mdb at the end', sprintf('%d bytes, map used %d bytes,'
+                                     . ' map %d bytes',
+                                     $last->{mdb} // 0,
+                                     $last->{map_used} // 0,
+                                     $last->{map_size} // 0) ],
     [ 'readers behind', reader_lag() ],
     [ 'pages in use', defined $last->{live}
                       ? sprintf('%s after warm-up, %s at the end (%s the'
@@ -826,10 +828,10 @@ my @rows = (
                       : 'no mdb_stat' ],
     (map {
         my ($name, $ref, $end, $ok, $slack) = @$_;
-        [ "growth of $name", sprintf('%s after warm-up, %s at the end (%+.1f%%):'
-                                 . ' %s', mb($ref), mb($end),
-                                 $ref ? 100 * ($end - $ref) / $ref : 0,
-                                 $ok ? 'flat' : 'GROWING') ]
+        [ "growth of $name", sprintf('%s after warm-up, %s at the end'
+                                     . ' (%+.1f%%): %s', mb($ref), mb($end),
+                                     $ref ? 100 * ($end - $ref) / $ref : 0,
+                                     $ok ? 'flat' : 'GROWING') ]
     } @flat_rows),
     [ 'flat', $flat ? 'yes' : 'no' ],
     [ 'alerts', scalar @alerts ],
