@@ -29,7 +29,12 @@
 #include "ngx_http_apikey_metrics.h"
 
 
-#define NGX_HTTP_APIKEY_METRICS_OTHER     "(other)"
+/*
+ * the row of the names that do not fit: nginx lowercases a server_name
+ * that is not a regular expression (and those begin with "~"), so no
+ * server block can have this one
+ */
+#define NGX_HTTP_APIKEY_METRICS_OTHER     "(OTHER)"
 
 /* room for a sample's line, besides its label values */
 #define NGX_HTTP_APIKEY_METRICS_LINE      256
@@ -122,7 +127,9 @@ static ngx_http_apikey_metrics_counter_t  ngx_http_apikey_metrics_counters[] =
       offsetof(ngx_http_apikey_metrics_sum_t, lookups) },
 
     { "apikey_lookup_errors_total",
-      "Lookups that failed: the database could not be read.",
+      "Lookups that failed: the open database could not be read. A "
+      "database that is not open (missing, damaged, of another secret) "
+      "does no lookup: see apikey_db_usable.",
       offsetof(ngx_http_apikey_metrics_sum_t, lookup_errors) },
 
     { "apikey_env_reopens_total",
@@ -205,7 +212,7 @@ ngx_http_apikey_metrics_create(ngx_conf_t *cf)
     }
 
     if (ngx_array_init(&m->servers, cf->pool, 4,
-                       sizeof(ngx_http_apikey_metrics_server_t))
+                       sizeof(ngx_http_apikey_metrics_server_t *))
         != NGX_OK)
     {
         return NULL;
@@ -254,22 +261,30 @@ ngx_http_apikey_metrics_server_t *
 ngx_http_apikey_metrics_server(ngx_conf_t *cf, ngx_http_apikey_metrics_t *m,
     ngx_str_t *name)
 {
-    ngx_uint_t                         i;
-    ngx_http_apikey_metrics_server_t  *srv;
+    ngx_uint_t                          i;
+    ngx_http_apikey_metrics_server_t   *srv, **srvp;
 
     /* a row a name; the zone's row is found when the zone is ready */
 
-    srv = m->servers.elts;
+    srvp = m->servers.elts;
 
     for (i = 0; i < m->servers.nelts; i++) {
-        if (srv[i].name.len == name->len
-            && ngx_strncmp(srv[i].name.data, name->data, name->len) == 0)
+        if (srvp[i]->name.len == name->len
+            && ngx_strncmp(srvp[i]->name.data, name->data, name->len) == 0)
         {
-            return &srv[i];
+            return srvp[i];
         }
     }
 
-    if (m->servers.nelts == NGX_HTTP_APIKEY_METRICS_SERVERS) {
+    if (name->len > NGX_HTTP_APIKEY_METRICS_NAME_LEN) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "apikey_metrics counts the requests of a server "
+                           "name longer than %d bytes as server=\""
+                           NGX_HTTP_APIKEY_METRICS_OTHER "\", \"%*s...\"",
+                           NGX_HTTP_APIKEY_METRICS_NAME_LEN, (size_t) 32,
+                           name->data);
+
+    } else if (m->names++ == NGX_HTTP_APIKEY_METRICS_SERVERS) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "apikey_metrics counts the requests of more than "
                            "%d server names as server=\""
@@ -277,10 +292,22 @@ ngx_http_apikey_metrics_server(ngx_conf_t *cf, ngx_http_apikey_metrics_t *m,
                            "\"%V\"", NGX_HTTP_APIKEY_METRICS_SERVERS, name);
     }
 
-    srv = ngx_array_push(&m->servers);
+    /*
+     * apart from the array, which moves as it grows: locations keep
+     * this pointer
+     */
+
+    srv = ngx_palloc(cf->pool, sizeof(ngx_http_apikey_metrics_server_t));
     if (srv == NULL) {
         return NULL;
     }
+
+    srvp = ngx_array_push(&m->servers);
+    if (srvp == NULL) {
+        return NULL;
+    }
+
+    *srvp = srv;
 
     srv->name = *name;
     srv->index = NGX_HTTP_APIKEY_METRICS_SERVERS;
@@ -296,10 +323,10 @@ ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_apikey_metrics_t *m = shm_zone->data;
 
-    ngx_uint_t                         i;
-    ngx_slab_pool_t                   *shpool;
-    ngx_http_apikey_metrics_sh_t      *sh;
-    ngx_http_apikey_metrics_server_t  *srv;
+    ngx_uint_t                          i;
+    ngx_slab_pool_t                    *shpool;
+    ngx_http_apikey_metrics_sh_t       *sh;
+    ngx_http_apikey_metrics_server_t  **srv;
 
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
@@ -329,7 +356,7 @@ ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     srv = m->servers.elts;
 
     for (i = 0; i < m->servers.nelts; i++) {
-        srv[i].index = ngx_http_apikey_metrics_row(sh, &srv[i].name);
+        srv[i]->index = ngx_http_apikey_metrics_row(sh, &srv[i]->name);
     }
 
     return NGX_OK;
@@ -421,8 +448,8 @@ static void
 ngx_http_apikey_metrics_use(ngx_http_apikey_metrics_t *m,
     ngx_http_apikey_metrics_slot_t *slot, ngx_uint_t shared)
 {
-    ngx_uint_t                         i;
-    ngx_http_apikey_metrics_server_t  *srv;
+    ngx_uint_t                          i;
+    ngx_http_apikey_metrics_server_t  **srv;
 
     /*
      * each server's row of the slot, where requests count without
@@ -435,9 +462,9 @@ ngx_http_apikey_metrics_use(ngx_http_apikey_metrics_t *m,
     srv = m->servers.elts;
 
     for (i = 0; i < m->servers.nelts; i++) {
-        srv[i].row = (slot != NULL)
-                     ? (ngx_atomic_uint_t *) slot->requests[srv[i].index]
-                     : NULL;
+        srv[i]->row = (slot != NULL)
+                      ? (ngx_atomic_uint_t *) slot->requests[srv[i]->index]
+                      : NULL;
     }
 }
 
@@ -490,6 +517,7 @@ ngx_int_t
 ngx_http_apikey_metrics_handler(ngx_http_request_t *r)
 {
     ngx_int_t                           rc;
+    ngx_table_elt_t                    *h;
     ngx_http_apikey_metrics_t          *m;
     ngx_http_apikey_metrics_sh_t       *sh;
     ngx_http_apikey_metrics_out_t       o;
@@ -497,6 +525,21 @@ ngx_http_apikey_metrics_handler(ngx_http_request_t *r)
     ngx_http_apikey_metrics_counter_t  *c;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+
+        /* a 405 names the methods allowed (RFC 9110, 15.5.6) */
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "GET, HEAD");
+
         return NGX_HTTP_NOT_ALLOWED;
     }
 
@@ -779,12 +822,15 @@ ngx_http_apikey_metrics_sample(ngx_http_apikey_metrics_out_t *o,
     size_t       len;
     ngx_uint_t   i;
 
-    /* labels: name and value pairs; a value escaped may double */
+    /*
+     * labels: name and value pairs; a value escaped may triple (a byte
+     * replaced by U+FFFD, ngx_http_apikey_metrics_escape())
+     */
 
     len = NGX_HTTP_APIKEY_METRICS_LINE;
 
     for (i = 0; i < 2 * nlabels; i++) {
-        len += 2 * labels[i].len;
+        len += 3 * labels[i].len;
     }
 
     p = ngx_http_apikey_metrics_room(o, len);
@@ -855,30 +901,111 @@ ngx_http_apikey_metrics_room(ngx_http_apikey_metrics_out_t *o, size_t size)
 static u_char *
 ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src)
 {
-    u_char      c;
+    u_char      c, *p, *last;
+    size_t      n;
+    uint32_t    u, min;
     ngx_uint_t  i;
 
-    /* a label value: backslash, double quote and line feed escaped */
+    /*
+     * A label value: backslash, double quote and line feed escaped as
+     * the format says.  The output must be UTF-8 (a parser rejects the
+     * whole scrape otherwise), and a line must stay one line for the
+     * tools that split on any control character: a byte that does not
+     * begin a valid UTF-8 sequence (overlong, a surrogate, past
+     * U+10FFFF, cut short), and any other control character, C0, DEL or
+     * C1, become U+FFFD, the replacement character, 3 bytes.
+     */
 
-    for (i = 0; i < src->len; i++) {
-        c = src->data[i];
+    p = src->data;
+    last = src->data + src->len;
 
-        switch (c) {
+    while (p < last) {
+        c = *p;
 
-        case '\\':
-        case '"':
-            *dst++ = '\\';
+        if (c < 0x80) {
+            p++;
+
+            switch (c) {
+
+            case '\\':
+            case '"':
+                *dst++ = '\\';
+                *dst++ = c;
+                continue;
+
+            case '\n':
+                *dst++ = '\\';
+                *dst++ = 'n';
+                continue;
+            }
+
+            if (c < 0x20 || c == 0x7f) {
+                goto replace;
+            }
+
             *dst++ = c;
-            break;
-
-        case '\n':
-            *dst++ = '\\';
-            *dst++ = 'n';
-            break;
-
-        default:
-            *dst++ = c;
+            continue;
         }
+
+        if (c >= 0xc2 && c <= 0xdf) {
+            n = 1;
+            u = c & 0x1f;
+            min = 0x80;
+
+        } else if (c >= 0xe0 && c <= 0xef) {
+            n = 2;
+            u = c & 0x0f;
+            min = 0x800;
+
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            n = 3;
+            u = c & 0x07;
+            min = 0x10000;
+
+        } else {
+            p++;
+            goto replace;
+        }
+
+        if ((size_t) (last - p) <= n) {
+            p++;
+            goto replace;
+        }
+
+        for (i = 1; i <= n; i++) {
+            if ((p[i] & 0xc0) != 0x80) {
+                break;
+            }
+
+            u = (u << 6) | (p[i] & 0x3f);
+        }
+
+        if (i <= n
+            || u < min
+            || u > 0x10ffff
+            || (u >= 0xd800 && u <= 0xdfff))
+        {
+            /* the first byte only: the next one is looked at again */
+            p++;
+            goto replace;
+        }
+
+        if (u < 0xa0) {
+            /* a C1 control character */
+            p += n + 1;
+            goto replace;
+        }
+
+        dst = ngx_cpymem(dst, p, n + 1);
+        p += n + 1;
+
+        continue;
+
+    replace:
+
+        *dst++ = 0xef;
+        *dst++ = 0xbf;
+        *dst++ = 0xbd;
     }
 
     return dst;

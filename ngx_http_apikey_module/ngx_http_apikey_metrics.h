@@ -60,11 +60,15 @@ struct ngx_http_apikey_metrics_s {
     ngx_http_apikey_metrics_sh_t     *sh;
     ngx_http_apikey_metrics_slot_t   *slot;     /* NULL: not claimed yet */
     ngx_uint_t                        shared;   /* slot is the shared one */
-    ngx_array_t                       servers;  /* of the configuration */
+    ngx_array_t                       servers;  /* of pointers */
+    ngx_uint_t                        names;    /* that may get a row */
 };
 
 
-/* a server block's row, resolved at configuration time */
+/*
+ * a server block's row, resolved at configuration time; allocated on its
+ * own, as locations keep a pointer to it while more servers are added
+ */
 
 typedef struct {
     ngx_str_t                         name;

@@ -11,7 +11,10 @@
 # database deleted gives apikey_db_usable 0 and 503s counted as "error";
 # made again, it is reopened and counted so.  The metrics location is
 # open unless protected; apikey_metrics with an argument, twice, or
-# outside a location is a configuration error.
+# outside a location is a configuration error.  With three server blocks
+# this file never grows the array of rows past its first allocation (4):
+# t/apikey_metrics_servers.t has 70 server blocks, a reload from 4 to 8,
+# and the label values that are not UTF-8.
 
 use strict;
 use warnings;
