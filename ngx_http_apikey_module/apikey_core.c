@@ -195,7 +195,19 @@ akc_secret_load(akc_secret_t *secret, const char *path, char *err,
     ssize_t      n;
     struct stat  st;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC);
+    /*
+     * A FIFO, socket or device is refused before open() could block on
+     * it (a FIFO with no writer) or fail obscurely (a socket); opened
+     * without blocking all the same, and checked again, in case the path
+     * changed in between.
+     */
+
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        return AKC_ERROR;
+    }
+
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
     if (fd == -1) {
         snprintf(err, errlen, "open() failed (%d: %s)", errno,
                  strerror(errno));
