@@ -115,6 +115,7 @@ static ngx_int_t ngx_http_apikey_metrics_sample(
 static u_char *ngx_http_apikey_metrics_room(ngx_http_apikey_metrics_out_t *o,
     size_t size);
 static u_char *ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src);
+static size_t ngx_http_apikey_metrics_utf8(u_char *p, u_char *last);
 
 
 extern ngx_module_t  ngx_http_apikey_module;
@@ -901,19 +902,17 @@ ngx_http_apikey_metrics_room(ngx_http_apikey_metrics_out_t *o, size_t size)
 static u_char *
 ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src)
 {
-    u_char      c, *p, *last;
-    size_t      n;
-    uint32_t    u, min;
-    ngx_uint_t  i;
+    u_char  c, *p, *last;
+    size_t  n;
 
     /*
      * A label value: backslash, double quote and line feed escaped as
      * the format says.  The output must be UTF-8 (a parser rejects the
      * whole scrape otherwise), and a line must stay one line for the
-     * tools that split on any control character: a byte that does not
-     * begin a valid UTF-8 sequence (overlong, a surrogate, past
-     * U+10FFFF, cut short), and any other control character, C0, DEL or
-     * C1, become U+FFFD, the replacement character, 3 bytes.
+     * tools that split on other control characters: a byte that does
+     * not begin a valid UTF-8 sequence, and a control character, C0 but
+     * the line feed, DEL or C1, become U+FFFD, the replacement
+     * character, of 3 bytes.
      */
 
     p = src->data;
@@ -922,91 +921,94 @@ ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src)
     while (p < last) {
         c = *p;
 
-        if (c < 0x80) {
-            p++;
-
-            switch (c) {
-
-            case '\\':
-            case '"':
-                *dst++ = '\\';
-                *dst++ = c;
-                continue;
-
-            case '\n':
-                *dst++ = '\\';
-                *dst++ = 'n';
-                continue;
-            }
-
-            if (c < 0x20 || c == 0x7f) {
-                goto replace;
-            }
-
+        if (c == '\\' || c == '"') {
+            *dst++ = '\\';
             *dst++ = c;
+            p++;
             continue;
         }
 
-        if (c >= 0xc2 && c <= 0xdf) {
-            n = 1;
-            u = c & 0x1f;
-            min = 0x80;
+        if (c == '\n') {
+            *dst++ = '\\';
+            *dst++ = 'n';
+            p++;
+            continue;
+        }
 
-        } else if (c >= 0xe0 && c <= 0xef) {
-            n = 2;
-            u = c & 0x0f;
-            min = 0x800;
+        n = ngx_http_apikey_metrics_utf8(p, last);
 
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            n = 3;
-            u = c & 0x07;
-            min = 0x10000;
+        if (n == 0) {
+
+            /* the first byte only: the next one is looked at again */
+
+            dst = ngx_cpymem(dst, "\xef\xbf\xbd", 3);
+            p++;
+            continue;
+        }
+
+        if (c < 0x20 || c == 0x7f || (c == 0xc2 && p[1] < 0xa0)) {
+            dst = ngx_cpymem(dst, "\xef\xbf\xbd", 3);
 
         } else {
-            p++;
-            goto replace;
+            dst = ngx_cpymem(dst, p, n);
         }
 
-        if ((size_t) (last - p) <= n) {
-            p++;
-            goto replace;
-        }
-
-        for (i = 1; i <= n; i++) {
-            if ((p[i] & 0xc0) != 0x80) {
-                break;
-            }
-
-            u = (u << 6) | (p[i] & 0x3f);
-        }
-
-        if (i <= n
-            || u < min
-            || u > 0x10ffff
-            || (u >= 0xd800 && u <= 0xdfff))
-        {
-            /* the first byte only: the next one is looked at again */
-            p++;
-            goto replace;
-        }
-
-        if (u < 0xa0) {
-            /* a C1 control character */
-            p += n + 1;
-            goto replace;
-        }
-
-        dst = ngx_cpymem(dst, p, n + 1);
-        p += n + 1;
-
-        continue;
-
-    replace:
-
-        *dst++ = 0xef;
-        *dst++ = 0xbf;
-        *dst++ = 0xbd;
+        p += n;
     }
 
     return dst;
+}
+
+
+static size_t
+ngx_http_apikey_metrics_utf8(u_char *p, u_char *last)
+{
+    size_t      n, i;
+    uint32_t    u, min;
+
+    /*
+     * the length of the UTF-8 sequence at p, or 0 if it is not a valid
+     * one: cut short, overlong, a surrogate or past U+10FFFF
+     */
+
+    if (*p < 0x80) {
+        return 1;
+    }
+
+    if (*p >= 0xc2 && *p <= 0xdf) {
+        n = 2;
+        u = *p & 0x1f;
+        min = 0x80;
+
+    } else if (*p >= 0xe0 && *p <= 0xef) {
+        n = 3;
+        u = *p & 0x0f;
+        min = 0x800;
+
+    } else if (*p >= 0xf0 && *p <= 0xf4) {
+        n = 4;
+        u = *p & 0x07;
+        min = 0x10000;
+
+    } else {
+        return 0;
+    }
+
+    if ((size_t) (last - p) < n) {
+        return 0;
+    }
+
+    for (i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+
+        u = (u << 6) | (p[i] & 0x3f);
+    }
+
+    if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
+        return 0;
+    }
+
+    return n;
 }

@@ -431,6 +431,15 @@ $u->write_config(<<"EOF", workers => 1);
     }
 
     server {
+        listen 127.0.0.1:%%PORT_5%%;
+        server_name "mix\xc0\xaf\xed\xa0\x80\xf0\x9f\x98\x80\xc3\xa9end\xe2\x82";
+
+        location / {
+            empty_gif;
+        }
+    }
+
+    server {
         listen 127.0.0.1:%%PORT_4%%;
         server_name "wrong";
         apikey_db $wrong_db;
@@ -457,8 +466,10 @@ for (1 .. 5) {
     $sent{4}{$res->{status}}++;
 }
 
+$sent{5}{get_host($u->port(5), 'x', '/', 'X-API-Key', $valid)->{status}}++;
+
 is_deeply(\%sent, { 1 => { 200 => 2 }, 2 => { 401 => 3 }, 3 => { 200 => 4 },
-                    4 => { 503 => 5 } },
+                    4 => { 503 => 5 }, 5 => { 200 => 1 } },
           'odd names: answers (the key is of the first database)');
 
 $m = scrape($u, $u->port(0));
@@ -478,6 +489,12 @@ check_counts($m, {
     "bad${fffd}(name" => { unknown => 3 },
     "tab${fffd}here${fffd}cr${fffd}del${fffd}nel" => { valid => 4 },
     wrong => { error => 5 },
+
+    # an overlong "/", a surrogate: each byte replaced; a character of 4
+    # bytes and one of 2 kept; a sequence cut short at the end replaced
+
+    "mix${fffd}${fffd}${fffd}${fffd}${fffd}"
+    . '\ud83d\ude00\u00e9end' . "${fffd}${fffd}" => { valid => 1 },
 }, 'odd names');
 
 ok(!grep(/server=\(OTHER\)/, keys %{$m->{sample}}),
@@ -488,7 +505,7 @@ is($m->{sample}{"apikey_db_usable\{db=$dir/db$fffd$fffd\}"}, 1,
 
 is($m->{sample}{"apikey_db_usable\{db=$wrong_db\}"}, 0,
    'another secret: the database not usable');
-is($m->{sample}{apikey_lookups_total}, 2 + 3 + 4,
+is($m->{sample}{apikey_lookups_total}, 2 + 3 + 4 + 1,
    'another secret: no lookup');
 is($m->{sample}{apikey_lookup_errors_total}, 0,
    'another secret: no lookup error');
