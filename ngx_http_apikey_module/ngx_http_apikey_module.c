@@ -2719,7 +2719,8 @@ ngx_http_apikey_fault_error(ngx_log_t *log, ngx_http_apikey_env_t *env,
         ngx_http_apikey_env_error(log, env, NGX_LOG_CRIT,
                                   "apikey database \"%s\" is not usable: "
                                   "SIGBUS while %s it (data.mdb or "
-                                  "lock.mdb truncated?)", env->path, doing);
+                                  "lock.mdb truncated or damaged?)",
+                                  env->path, doing);
         return;
     }
 

@@ -85,7 +85,7 @@ sub faults {
     my ($dir, $input, @args) = @_;
 
     my ($rc, $out, $err) = $t->ctl({ db => $dir, input => $input }, @args);
-    return ($rc == 1 && $err =~ /$damage|truncated\?/) || $rc > 128;
+    return ($rc == 1 && $err =~ /$damage|truncated or damaged\?/) || $rc > 128;
 }
 
 # where the red team found it first, then every fourth byte of the pages

@@ -473,7 +473,7 @@ truncate "$dir/cut/data.mdb", (-s "$dir/cut/data.mdb") - 4096 or die;
 
 ($rc, $out, $err) = $t->ctl('restore', '--force', "$dir/cut");
 is($rc, 1, 'restore refused, a page cut off: exit code');
-like($err, qr/^apikeyctl: restore: "\Q$dir\E\/cut": (data\.mdb ends before a page read from it \(truncated\?\)|.*)(; |\napikeyctl: restore: )nothing was changed\n\z/,
+like($err, qr/^apikeyctl: restore: "\Q$dir\E\/cut": (data\.mdb ends before a page read from it \(truncated or damaged\?\)|.*)(; |\napikeyctl: restore: )nothing was changed\n\z/,
      'restore refused, a page cut off: message');
 is($t->ctl_ok('export'), $live, 'restore refused, a page cut off: unchanged');
 

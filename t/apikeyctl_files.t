@@ -46,7 +46,8 @@ my $truncated = qq{apikeyctl: open "$db": data.mdb is shorter than the }
                 . q{"apikeyctl -d NEW restore BACKUP") and move that }
                 . q{directory into place};
 my $sigbus = qq{apikeyctl: $db: data.mdb or lock.mdb ends before a page }
-             . q{read from it (truncated?): restore it from a backup};
+             . q{read from it (truncated or damaged?): restore it from a }
+             . q{backup};
 
 for my $cut (int($size / 2 / 4096) * 4096, 65536) {
     truncate("$db/data.mdb", $cut) or die "truncate: $!";

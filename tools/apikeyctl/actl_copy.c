@@ -465,14 +465,15 @@ actl_copy_sigbus_init(const char *path)
 
     n = snprintf(actl_copy_sigbus_msg, sizeof(actl_copy_sigbus_msg),
                  "apikeyctl: restore: %s: data.mdb ends before a page "
-                 "read from it (truncated?); nothing was changed\n",
+                 "read from it (truncated or damaged?); nothing was "
+                 "changed\n",
                  actl_quote(path, strlen(path), q));
 
     if (n < 0 || (size_t) n >= sizeof(actl_copy_sigbus_msg)) {
         n = snprintf(actl_copy_sigbus_msg, sizeof(actl_copy_sigbus_msg),
                      "apikeyctl: restore: the backup's data.mdb ends "
-                     "before a page read from it (truncated?); nothing "
-                     "was changed\n");
+                     "before a page read from it (truncated or damaged?); "
+                     "nothing was changed\n");
     }
 
     actl_copy_sigbus_len = (size_t) n;

@@ -56,13 +56,15 @@ actl_sigbus_init(actl_ctx_t *ctx)
 
     n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
                  "apikeyctl: %s: data.mdb or lock.mdb ends before a page "
-                 "read from it (truncated?): restore it from a backup\n",
+                 "read from it (truncated or damaged?): restore it from "
+                 "a backup\n",
                  ctx->db);
 
     if (n < 0 || (size_t) n >= sizeof(actl_sigbus_msg)) {
         n = snprintf(actl_sigbus_msg, sizeof(actl_sigbus_msg),
                      "apikeyctl: data.mdb or lock.mdb ends before a page "
-                     "read from it (truncated?): restore it from a backup\n");
+                     "read from it (truncated or damaged?): restore it from "
+                     "a backup\n");
     }
 
     actl_sigbus_len = (size_t) n;
