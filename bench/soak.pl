@@ -489,18 +489,6 @@ writer('restore', sub {
 
 # the samples, until the end
 
-sub workers {
-    my @pids;
-
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my ($pid, $ppid) = Apikey::Harness::slurp($stat)
-                           =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
-        push @pids, $pid if $ppid == $t->{pid};
-    }
-
-    return sort { $a <=> $b } @pids;
-}
-
 sub rss {
     my ($pid) = @_;
 
@@ -554,7 +542,7 @@ while ((my $now = time()) < $end) {
     $next += $interval;
 
     my (@rss, $anon);
-    my @pids = workers();
+    my @pids = $t->workers();
 
     for my $pid (@pids) {
         my ($r, $a) = rss($pid);

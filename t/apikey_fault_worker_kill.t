@@ -90,26 +90,12 @@ $load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
 $load->start();
 $load->wait_requests(300);
 
-# the workers: the master's children
-
-sub workers {
-    my @pids;
-
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my ($pid, $ppid) = Apikey::Harness::slurp($stat)
-                           =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
-        push @pids, $pid if $ppid == $t->{pid};
-    }
-
-    return sort { $a <=> $b } @pids;
-}
-
 sub killed {
     my ($pid, $killed) = @_;
     return grep { $_ == $pid } @$killed;
 }
 
-my @first = workers();
+my @first = $t->workers();
 is(scalar @first, $workers, "$workers workers");
 
 # the writer: a key made and a key revoked each turn; between two
@@ -122,7 +108,7 @@ my $n = 0;
 while ($n < $writes || @killed < $kills) {
 
     if (@killed < $kills && time() >= $next) {
-        my @live = grep { !killed($_, \@killed) } workers();
+        my @live = grep { !killed($_, \@killed) } $t->workers();
 
         if (@live) {
             my $pid = $live[int rand @live];
@@ -165,7 +151,7 @@ my $end = time() + scaled(10);
 my @now;
 
 while (time() < $end) {
-    @now = workers();
+    @now = $t->workers();
     last if @now == $workers && !grep { kill 0, $_ } @killed;
     sleep 0.1;
 }

@@ -142,22 +142,6 @@ sub pid_file {
     return $pid;
 }
 
-# the children of a master
-
-sub children {
-    my ($master) = @_;
-
-    my @pids;
-
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my ($pid, $state, $ppid) = Apikey::Harness::slurp($stat)
-                                   =~ /^(\d+) \(.*\) (\S+) (\d+)/s or next;
-        push @pids, $pid if $ppid == $master && $state ne 'Z';
-    }
-
-    return sort { $a <=> $b } @pids;
-}
-
 # wait until the master has $n workers that are not in @$old
 
 sub new_workers {
@@ -168,7 +152,7 @@ sub new_workers {
     my @new;
 
     while (time() < $end) {
-        @new = grep { !$old{$_} } children($master);
+        @new = grep { !$old{$_} } $t->workers($master);
         last if @new >= $n;
         sleep 0.02;
     }
@@ -186,7 +170,7 @@ sub only_workers {
     my $now;
 
     while (time() < $end) {
-        $now = join(' ', children($master));
+        $now = join(' ', $t->workers($master));
         return 1 if $now eq $w;
         sleep 0.05;
     }
@@ -341,7 +325,7 @@ is(pid_file('nginx.pid.oldbin'), $master, 'old pid in nginx.pid.oldbin');
 
 my @upgraded = new_workers($new_master, $workers, []);
 is(scalar @upgraded, $workers, "$workers workers of the new master");
-is(join(' ', grep { $_ != $new_master } children($master)),
+is(join(' ', grep { $_ != $new_master } $t->workers($master)),
    join(' ', @gen), 'the old workers still there');
 
 # both generations serve for a while, then QUIT to the old master (its

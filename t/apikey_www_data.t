@@ -106,13 +106,7 @@ $t->wait_workers();
 
 # the workers: the master's children, as www-data
 
-my @workers;
-
-for my $stat (glob '/proc/[0-9]*/stat') {
-    my ($pid, $ppid) = Apikey::Harness::slurp($stat)
-                       =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
-    push @workers, $pid if $ppid == $t->{pid};
-}
+my @workers = $t->workers();
 
 is(scalar @workers, 2, 'two workers');
 

@@ -488,18 +488,33 @@ sub wait_workers {
     my $end = time() + scaled(5);
 
     while (time() < $end) {
-        my $ready = 0;
-
-        for my $stat (glob '/proc/[0-9]*/stat') {
-            my ($pid, $ppid) = slurp($stat) =~ /^(\d+) \(.*\) \S+ (\d+)/s
-                or next;
-            $ready++ if $ppid == $self->{pid}
-                        && slurp("/proc/$pid/wchan") =~ /epoll_wait/;
-        }
+        my $ready = grep { slurp("/proc/$_/wchan") =~ /epoll_wait/ }
+                    $self->workers();
 
         return if $ready >= ($n // 1);
         sleep 0.1;
     }
+}
+
+# the workers: the children of the master (of $master if given: a
+# master started by other means, as by a binary upgrade), sorted, the
+# exited ones not yet reaped (zombies) left out
+
+sub workers {
+    my ($self, $master) = @_;
+
+    $master //= $self->{pid};
+    return () unless $master;
+
+    my @pids;
+
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        my ($pid, $state, $ppid) = slurp($stat)
+                                   =~ /^(\d+) \(.*\) (\S+) (\d+)/s or next;
+        push @pids, $pid if $ppid == $master && $state ne 'Z';
+    }
+
+    return sort { $a <=> $b } @pids;
 }
 
 sub check_valgrind {
