@@ -53,7 +53,6 @@ use FindBin;
 use lib "$FindBin::Bin/../t/lib";
 
 use Cwd qw(abs_path);
-use Fcntl qw(:flock);
 use Getopt::Long;
 use IO::Socket::INET;
 use POSIX qw();
@@ -82,6 +81,7 @@ $ENV{TEST_NGINX_BINARY} = $o{nginx};
 
 require Apikey::Harness;
 require Apikey::Load;
+require Apikey::Writers;
 
 # the harness is made for tests: no test ends here, the exit code is ours
 
@@ -214,95 +214,13 @@ $load->wait_requests(200);
 # the writer loops, each in a process of its own; each command's result
 # in writers.<name>: "ok" or "failed: ..."; the prober's in probes
 
-my $stop = "$dir/writers.stop";
-my $gate = "$dir/gate";
-my $want = "$dir/gate.restore";
-my @writers;
-
-sub writer {
-    my ($name, $body) = @_;
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        srand($$ ^ int(time() * 1000));
-
-        open my $log, '>', "$dir/writers.$name" or POSIX::_exit(1);
-        $log->autoflush(1);
-
-        open my $lock, '>>', $gate or POSIX::_exit(1);
-
-        # each command apart from restores: a shared lock around it, not
-        # taken while a restore waits for the lock
-
-        my $shared = sub {
-            my ($sub) = @_;
-
-            sleep 0.01 while -e $want && !-e $stop;
-            flock($lock, LOCK_SH) or die "flock: $!";
-            my @r = $sub->();
-            flock($lock, LOCK_UN);
-
-            return @r;
-        };
-
-        my $ctl = sub {
-            my ($rc, $out, $err) = ctl(@_);
-            print $log $rc == 0 ? "ok\n" : "failed: exit $rc: $err\n";
-            return ($rc, $out);
-        };
-
-        my $n = 0;
-
-        eval {
-            while (!-e $stop) {
-                last unless $body->(++$n, $shared, $ctl, $lock);
-            }
-        };
-
-        print $log "failed: $@" if $@;
-        close $log;
-        POSIX::_exit(0);
-    }
-
-    push @writers, $pid;
-}
-
-# apikeyctl from a writer, with files of its own
-
-sub ctl {
-    my (@args) = @_;
-
-    my %opts;
-    %opts = %{shift @args} if ref $args[0] eq 'HASH';
-
-    my ($in, $out, $err) = map { "$dir/ctl.$$.$_" } qw(in out err);
-
-    open my $fh, '>', $in or die "$in: $!";
-    print $fh $opts{input} // '';
-    close $fh;
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', $in or POSIX::_exit(127);
-        open STDOUT, '>', $out or POSIX::_exit(127);
-        open STDERR, '>', $err or POSIX::_exit(127);
-        { exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), @args; }
-        POSIX::_exit(127);
-    }
-
-    waitpid($pid, 0);
-    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
-
-    return ($rc, Apikey::Harness::slurp($out), Apikey::Harness::slurp($err));
-}
+my $w = Apikey::Writers->new($t);
 
 # import: a key the clients send and 500 others, and the 500 of two
 # batches before revoked (removed), whatever the restores did meanwhile:
 # the keys the database holds stay within bounds
 
-writer('import', sub {
+$w->writer('import', sub {
     my ($n, $shared, $ctl) = @_;
 
     my $id = "N$n";
@@ -365,7 +283,7 @@ sub probe {
     return 0;
 }
 
-writer('revoke', sub {
+$w->writer('revoke', sub {
     my ($n, $shared, $ctl) = @_;
 
     # the prober before the others, when allowed (root): its own wait
@@ -428,7 +346,7 @@ writer('revoke', sub {
 # the expiry: whole seconds, and nginx's time is cached per event loop);
 # no restore until then
 
-writer('rotate', sub {
+$w->writer('rotate', sub {
     my ($n, $shared, $ctl) = @_;
 
     my $id = "O$n";
@@ -465,23 +383,17 @@ writer('rotate', sub {
 # restore: the backup of the start, alone; every key back to its status
 # in the backup, the others unknown
 
-writer('restore', sub {
-    my ($n, $shared, $ctl, $lock) = @_;
+$w->writer('restore', sub {
+    my ($n, $shared, $ctl, $exclusive) = @_;
 
     sleep 2;
-    return 0 if -e $stop;
+    return 0 if $w->stopping();
 
-    open my $fh, '>', $want or die "$want: $!";
-    close $fh;
-
-    flock($lock, LOCK_EX) or die "flock: $!";
-
-    $load->change(\%backup,
-                  sub { $ctl->('restore', '--force', "$dir/backup") },
-                  default => 401, name => 'restore');
-
-    flock($lock, LOCK_UN);
-    unlink $want;
+    $exclusive->(sub {
+        $load->change(\%backup,
+                      sub { $ctl->('restore', '--force', "$dir/backup") },
+                      default => 401, name => 'restore');
+    });
 
     return 1;
 });
@@ -561,10 +473,7 @@ while ((my $now = time()) < $end) {
 my $stopped = time();
 my $loadavg_end = (split / /, Apikey::Harness::slurp('/proc/loadavg'))[0];
 
-open my $fh, '>', $stop or die "$stop: $!";
-close $fh;
-
-waitpid($_, 0) for @writers;
+$w->stop();
 
 $load->stop();
 
@@ -588,14 +497,10 @@ my %writes;
 my @failed;
 
 for my $name (qw(import revoke rotate restore)) {
-    open my $log, '<', "$dir/writers.$name" or die "writers.$name: $!";
-
-    while (<$log>) {
+    for ($w->results($name)) {
         $writes{$name}++;
         push @failed, "$name: $_" unless /^ok$/;
     }
-
-    close $log;
 }
 
 my (@latency, @wrong_probes, $probe_requests, $first_rejected);

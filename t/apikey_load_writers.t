@@ -20,12 +20,11 @@ use warnings;
 
 use Test::More;
 
-use Fcntl qw(:flock);
-use POSIX qw();
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
 use Apikey::Load;
+use Apikey::Writers;
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -126,96 +125,14 @@ $load->wait_requests(500);
 # the writer loops, each in a process of its own; each command's result
 # in writers.<name>: "ok" or "failed: exit N: stderr"
 
-my $stop = "$dir/writers.stop";
-my $gate = "$dir/gate";
-my $want = "$dir/gate.restore";
-my @writers;
-
-sub writer {
-    my ($name, $body) = @_;
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        srand($$);
-
-        open my $log, '>', "$dir/writers.$name" or POSIX::_exit(1);
-        $log->autoflush(1);
-
-        open my $lock, '>>', $gate or POSIX::_exit(1);
-
-        # each command apart from restores: a shared lock around it,
-        # not taken while a restore waits for the lock
-
-        my $shared = sub {
-            my ($sub) = @_;
-
-            sleep 0.01 while -e $want && !-e $stop;
-            flock($lock, LOCK_SH) or die "flock: $!";
-            my @r = $sub->();
-            flock($lock, LOCK_UN);
-
-            return @r;
-        };
-
-        my $ctl = sub {
-            my ($rc, $out, $err) = ctl(@_);
-            print $log $rc == 0 ? "ok\n" : "failed: exit $rc: $err\n";
-            return ($rc, $out);
-        };
-
-        my $n = 0;
-
-        eval {
-            while (!-e $stop) {
-                last unless $body->(++$n, $shared, $ctl, $lock);
-            }
-        };
-
-        print $log "failed: $@" if $@;
-        close $log;
-        POSIX::_exit(0);
-    }
-
-    push @writers, $pid;
-}
-
-# apikeyctl from a writer: as $t->ctl, with files of its own
-
-sub ctl {
-    my (@args) = @_;
-
-    my %opts;
-    %opts = %{shift @args} if ref $args[0] eq 'HASH';
-
-    my ($in, $out, $err) = map { "$dir/ctl.$$.$_" } qw(in out err);
-
-    open my $fh, '>', $in or die "$in: $!";
-    print $fh $opts{input} // '';
-    close $fh;
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', $in or POSIX::_exit(127);
-        open STDOUT, '>', $out or POSIX::_exit(127);
-        open STDERR, '>', $err or POSIX::_exit(127);
-        { exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), @args; }
-        POSIX::_exit(127);
-    }
-
-    waitpid($pid, 0);
-    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
-
-    return ($rc, Apikey::Harness::slurp($out), Apikey::Harness::slurp($err));
-}
+my $w = Apikey::Writers->new($t);
 
 # import: 2 keys the clients send and 1500 others a batch, each batch
 # growing the map
 
 my $fill = 0;
 
-writer('import', sub {
+$w->writer('import', sub {
     my ($n, $shared, $ctl) = @_;
 
     return 0 if $n > 40;
@@ -237,7 +154,7 @@ writer('import', sub {
 
 # revoke: one key at a time; from its return on, 401
 
-writer('revoke', sub {
+$w->writer('revoke', sub {
     my ($n, $shared, $ctl) = @_;
 
     return 0 if $n > 60;
@@ -256,7 +173,7 @@ writer('revoke', sub {
 # start and return plus the grace (the expiry is in whole seconds, and
 # nginx's time is cached per event loop); no restore until then
 
-writer('rotate', sub {
+$w->writer('rotate', sub {
     my ($n, $shared, $ctl) = @_;
 
     return 0 if $n > 20;
@@ -284,24 +201,17 @@ writer('rotate', sub {
 # restore: the backup of the start, alone; every key back to its status
 # in the backup, the others unknown
 
-writer('restore', sub {
-    my ($n, $shared, $ctl, $lock) = @_;
+$w->writer('restore', sub {
+    my ($n, $shared, $ctl, $exclusive) = @_;
 
     sleep 2;
-    return 0 if -e $stop;
+    return 0 if $w->stopping();
 
-    open my $fh, '>', $want or die "$want: $!";
-    close $fh;
-
-    flock($lock, LOCK_EX) or die "flock: $!";
-
-    my ($rc, $out) = $load->change(\%backup,
-                                   sub { $ctl->('restore', '--force',
-                                                "$dir/backup") },
-                                   default => 401, name => 'restore');
-
-    flock($lock, LOCK_UN);
-    unlink $want;
+    $exclusive->(sub {
+        $load->change(\%backup,
+                      sub { $ctl->('restore', '--force', "$dir/backup") },
+                      default => 401, name => 'restore');
+    });
 
     return 1;
 });
@@ -318,10 +228,7 @@ while (time() < $end) {
     $grown //= $1 if $stats =~ /"map_size":(\d+)/ && $1 > $map;
 }
 
-open my $fh, '>', $stop or die "$stop: $!";
-close $fh;
-
-waitpid($_, 0) for @writers;
+$w->stop();
 
 $load->wait_requests(500);
 $load->stop();
@@ -331,9 +238,7 @@ $load->stop();
 my %done;
 
 for my $name (qw(import revoke rotate restore)) {
-    open my $log, '<', "$dir/writers.$name" or die "writers.$name: $!";
-    my @lines = <$log>;
-    close $log;
+    my @lines = $w->results($name);
 
     my @failed = grep { !/^ok$/ } @lines;
 

@@ -36,6 +36,7 @@ use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
 use Apikey::Load;
+use Apikey::Writers;
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -221,61 +222,29 @@ $load->wait_requests(300);
 my $started = time();
 my $before = $load->requests();
 
-# the writer: a key made and a key revoked each turn, until told to stop
+# the writer: a key made and a key revoked each turn, until told to
+# stop; each command's result in writers.gen-revoke
 
-my $stop = "$dir/writer.stop";
+my $w = Apikey::Writers->new($t);
 
-my $writer = fork() // die "fork: $!";
+$w->writer('gen-revoke', sub {
+    my ($n, $shared, $ctl) = @_;
 
-if ($writer == 0) {
-    open my $log, '>', "$dir/writer.log" or POSIX::_exit(1);
-    $log->autoflush(1);
+    return 0 if $n > $revokes;
 
-    for my $n (1 .. $revokes) {
-        last if -e $stop;
+    my ($rc, $out) = $ctl->('gen', '--id', "G$n");
 
-        my ($rc, $out, $err) = ctl('gen', '--id', "G$n");
-        print $log $rc == 0 ? "ok\n" : "failed: gen G$n: exit $rc: $err\n";
-
-        if ($rc == 0) {
-            chomp $out;
-            $load->key("G$n", $out, 'added', 200);
-        }
-
-        ($rc, $out, $err) = $load->change({ "R$n" => 401 },
-                                          sub { ctl('revoke', "R$n") },
-                                          name => 'revoke');
-        print $log $rc == 0 ? "ok\n" : "failed: revoke R$n: exit $rc: $err\n";
-
-        sleep 0.03;
+    if ($rc == 0) {
+        chomp $out;
+        $load->key("G$n", $out, 'added', 200);
     }
 
-    close $log;
-    POSIX::_exit(0);
-}
+    $load->change({ "R$n" => 401 }, sub { $ctl->('revoke', "R$n") },
+                  name => 'revoke');
 
-# apikeyctl from the writer: as $t->ctl, with files of its own
-
-sub ctl {
-    my (@args) = @_;
-
-    my ($out, $err) = map { "$dir/ctl.$$.$_" } qw(out err);
-
-    my $pid = fork() // die "fork: $!";
-
-    if ($pid == 0) {
-        open STDIN, '<', '/dev/null' or POSIX::_exit(127);
-        open STDOUT, '>', $out or POSIX::_exit(127);
-        open STDERR, '>', $err or POSIX::_exit(127);
-        { exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), @args; }
-        POSIX::_exit(127);
-    }
-
-    waitpid($pid, 0);
-    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
-
-    return ($rc, Apikey::Harness::slurp($out), Apikey::Harness::slurp($err));
-}
+    sleep 0.03;
+    return 1;
+});
 
 # fifty reloads in a row: "nginx -s reload", then the eight new workers
 
@@ -355,19 +324,16 @@ ok(only_workers($new_master, \@upgraded), 'only the new workers left');
 
 $load->wait_requests(500);
 
-open my $sfh, '>', $stop or die "$stop: $!";
-close $sfh;
-waitpid($writer, 0);
+$w->stop();
 
 $load->stop();
 
 my $done = time();
 
-my @failed = grep { !/^ok$/ } split /\n/,
-             Apikey::Harness::slurp("$dir/writer.log");
-my $writes = () = Apikey::Harness::slurp("$dir/writer.log") =~ /^ok$/mg;
+my @failed = grep { !/^ok$/ } $w->results('gen-revoke');
+my $writes = grep { /^ok$/ } $w->results('gen-revoke');
 
-is(join("\n", @failed), '', 'every gen and revoke succeeded');
+is(join('', @failed), '', 'every gen and revoke succeeded');
 cmp_ok($writes, '>=', 20, 'the writer ran');
 
 my $s = $load->ok(name => 'reloads and upgrade', min => 1000,
