@@ -45,6 +45,9 @@
 /* how long a reader may stay one commit behind: a commit in flight */
 #define NGX_HTTP_APIKEY_LAG_MAX         200
 
+/* how long a snapshot no request uses is kept (ms) */
+#define NGX_HTTP_APIKEY_RELEASE         50
+
 
 typedef enum {
     NGX_HTTP_APIKEY_VAR_STATUS = 0,
@@ -87,7 +90,7 @@ struct ngx_http_apikey_handle_s {
     ngx_uint_t                  refs;
     ngx_uint_t                  broken;     /* unusable: detach from it */
     ngx_uint_t                  live;       /* txn renewed, not reset */
-    ngx_uint_t                  used;       /* since the last tick */
+    ngx_uint_t                  used;       /* since the last release */
     ngx_uint_t                  lagging;    /* one commit behind */
     size_t                      lag_id;
     ngx_msec_t                  lag_since;
@@ -248,6 +251,7 @@ static ngx_http_apikey_handle_t *ngx_http_apikey_env_usable(ngx_log_t *log,
 static void ngx_http_apikey_env_watch(ngx_log_t *log,
     ngx_http_apikey_env_t *env);
 static void ngx_http_apikey_watch_handler(ngx_event_t *ev);
+static void ngx_http_apikey_release_handler(ngx_event_t *ev);
 static ngx_int_t ngx_http_apikey_env_check(ngx_log_t *log,
     ngx_http_apikey_env_t *env);
 static ngx_int_t ngx_http_apikey_env_whole(ngx_log_t *log,
@@ -483,6 +487,9 @@ static pid_t                      ngx_http_apikey_fault_tid;
 
 /* checks the files of open environments once a second */
 static ngx_event_t                ngx_http_apikey_watch_event;
+
+/* ends the snapshots no request used for NGX_HTTP_APIKEY_RELEASE ms */
+static ngx_event_t                ngx_http_apikey_release_event;
 
 
 static ngx_int_t
@@ -2037,9 +2044,7 @@ ngx_http_apikey_env_watch(ngx_log_t *log, ngx_http_apikey_env_t *env)
 static void
 ngx_http_apikey_watch_handler(ngx_event_t *ev)
 {
-    sigjmp_buf                 jb;
-    ngx_http_apikey_env_t     *env;
-    ngx_http_apikey_handle_t  *h;
+    ngx_http_apikey_env_t  *env;
 
     /*
      * idle workers too let go of files that are no longer whole: LMDB
@@ -2050,9 +2055,23 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
         ngx_http_apikey_env_watch(ev->log, env);
     }
 
+    if (!ngx_exiting) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+static void
+ngx_http_apikey_release_handler(ngx_event_t *ev)
+{
+    ngx_uint_t                 live;
+    sigjmp_buf                 jb;
+    ngx_http_apikey_handle_t  *h;
+
     /*
-     * and of a snapshot no request used for a tick: a read transaction
-     * left renewed keeps the pages of its snapshot from being reused
+     * a read transaction left renewed keeps the pages of its snapshot
+     * from being reused: a worker between requests would otherwise pin
+     * them while a burst of writes grows the data file
      */
 
     if (sigsetjmp(jb, 0) == 0) {
@@ -2069,8 +2088,16 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
 
     ngx_http_apikey_fault_jmp = NULL;
 
-    if (!ngx_exiting) {
-        ngx_add_timer(ev, 1000);
+    /* armed again by the next renew once every snapshot has ended */
+
+    live = 0;
+
+    for (h = ngx_http_apikey_handles; h; h = h->next) {
+        live |= h->live;
+    }
+
+    if (live && !ngx_exiting) {
+        ngx_add_timer(ev, NGX_HTTP_APIKEY_RELEASE);
     }
 }
 
@@ -2850,6 +2877,13 @@ ngx_http_apikey_env_renew(ngx_log_t *log, ngx_http_apikey_env_t *env,
 
     if (rc == MDB_SUCCESS) {
         h->live = 1;
+
+        if (!ngx_http_apikey_release_event.timer_set
+            && ngx_http_apikey_release_event.handler)
+        {
+            ngx_add_timer(&ngx_http_apikey_release_event,
+                          NGX_HTTP_APIKEY_RELEASE);
+        }
 
         if (ngx_http_apikey_txn_check(log, env, h, h->txn) == NGX_OK) {
             return NGX_OK;
@@ -4090,6 +4124,12 @@ ngx_http_apikey_init_process(ngx_cycle_t *cycle)
         ngx_http_apikey_watch_event.cancelable = 1;
 
         ngx_add_timer(&ngx_http_apikey_watch_event, 1000);
+
+        ngx_http_apikey_release_event.handler =
+                                           ngx_http_apikey_release_handler;
+        ngx_http_apikey_release_event.log = cycle->log;
+        ngx_http_apikey_release_event.data = cycle;
+        ngx_http_apikey_release_event.cancelable = 1;
     }
 
     return NGX_OK;
