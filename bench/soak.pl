@@ -81,6 +81,7 @@ $ENV{TEST_NGINX_BINARY} = $o{nginx};
 
 require Apikey::Harness;
 require Apikey::Load;
+Apikey::Load->import('word', 'unknown_keys', 'malformed_keys');
 require Apikey::Writers;
 
 # the harness is made for tests: no test ends here, the exit code is ours
@@ -125,10 +126,6 @@ $window = 3 * $interval if $window < 3 * $interval;
 
 $t->init_db('--map-size', '2M');
 
-sub word {
-    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
-}
-
 my %key;
 
 $key{"V$_"} = $t->gen('--id', "V$_") for 1 .. 5;
@@ -145,16 +142,9 @@ for my $id (sort keys %key) {
 
 $t->ctl_ok({ input => $csv }, 'import', '-');
 
-$t->init_db({ db => "$dir/other" });
+my @unknown = unknown_keys($t, 5, 'soak');
 
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '5');
-push @unknown, map { "soak-U$_-" . word() } 1 .. 5;
-
-(my $badsum = $key{V1}) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
-
-my @malformed = ($badsum, substr($key{V2}, 0, 10), 'ak_1', 'short',
-                 'ak_abc def ghi jkl mno pqr stu vwx yz0123');
+my @malformed = malformed_keys($key{V1}, $key{V2}, 5);
 
 # the backup that restore brings back, again and again
 
@@ -194,8 +184,8 @@ my $load = Apikey::Load->new(port => $port, dir => "$dir/load",
 $load->key($_, $key{$_}, 'valid', 200, weight => 50)
     for grep { /^V/ } sort keys %key;
 $load->key($_, $key{$_}, 'expired', 401) for grep { /^E/ } sort keys %key;
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
-$load->key("M$_", $malformed[$_ - 1], 'malformed', 401) for 1 .. @malformed;
+$load->key_list('U', 'unknown', 401, @unknown);
+$load->key_list('M', 'malformed', 401, @malformed);
 
 my $t0 = time();
 my $loadavg = (split / /, Apikey::Harness::slurp('/proc/loadavg'))[0];

@@ -24,7 +24,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
-use Apikey::Load;
+use Apikey::Load qw(word unknown_keys malformed_keys);
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -53,10 +53,6 @@ $t->{db} = "$mnt/db";
 
 $t->init_db();
 
-sub word {
-    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
-}
-
 # the keys before: made by gen, imported, expired
 
 my %key;
@@ -72,13 +68,9 @@ $t->ctl_ok({ input => "id,key,expires\n"
 
 # unknown keys: another database's; malformed ones
 
-$t->init_db({ db => "$dir/other" });
+my @unknown = unknown_keys($t, 3);
 
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '3');
-
-(my $badsum = $key{V1}) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
-my @malformed = ($badsum, substr($key{V2}, 0, 10), 'short');
+my @malformed = malformed_keys($key{V1}, $key{V2}, 3);
 
 # what cannot fit: 20,000 keys, two of them sent by the clients; and a
 # backup of as many keys, without the V keys (a restore that went
@@ -119,8 +111,8 @@ my $load = Apikey::Load->new(port => $t->port(0), dir => "$dir/load",
 $load->key($_, $key{$_}, 'valid', 200) for map { "V$_" } 1 .. 5;
 $load->key($_, $key{$_}, 'revoked', 200) for map { "R$_" } 1 .. 10;
 $load->key($_, $key{$_}, 'imported', 401) for map { "N$_" } 1 .. 2;
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
-$load->key("M$_", $malformed[$_ - 1], 'malformed', 401) for 1 .. @malformed;
+$load->key_list('U', 'unknown', 401, @unknown);
+$load->key_list('M', 'malformed', 401, @malformed);
 
 $load->start();
 $load->wait_requests(300);

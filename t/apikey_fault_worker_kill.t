@@ -21,7 +21,7 @@ use POSIX qw();
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
-use Apikey::Load;
+use Apikey::Load qw(word unknown_keys);
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -33,10 +33,6 @@ my $writes = 100;
 my $more = 50;
 
 $t->init_db();
-
-sub word {
-    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
-}
 
 # valid keys made by gen, keys revoked one by one under the kills
 
@@ -52,11 +48,7 @@ $t->ctl_ok({ input => "id,key\n"
 
 # unknown keys: from another database, and not of the gen shape
 
-$t->init_db({ db => "$dir/other" });
-
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '3');
-push @unknown, map { "kill-U$_-" . word() } 1 .. 3;
+my @unknown = unknown_keys($t, 3, 'kill');
 
 my $size = -s $t->db() . '/data.mdb';
 
@@ -85,7 +77,7 @@ my $load = Apikey::Load->new(port => $t->port(0), dir => "$dir/load",
 
 $load->key($_, $key{$_}, 'valid', 200) for map { "V$_" } 1 .. 5;
 $load->key($_, $key{$_}, 'revoked', 200) for map { "R$_" } 1 .. $writes;
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
+$load->key_list('U', 'unknown', 401, @unknown);
 
 $load->start();
 $load->wait_requests(300);

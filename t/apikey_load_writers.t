@@ -23,7 +23,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
-use Apikey::Load;
+use Apikey::Load qw(word unknown_keys malformed_keys);
 use Apikey::Writers;
 
 my $t = Apikey::Harness->new()->require_all();
@@ -39,10 +39,6 @@ my (%key, @csv);
 
 for my $n (1 .. 5) {
     $key{"V$n"} = $t->gen('--id', "V$n");
-}
-
-sub word {
-    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
 }
 
 for my $c (qw(V R O N E)) {
@@ -66,18 +62,11 @@ $t->ctl_ok({ input => $csv }, 'import', '-');
 
 # unknown keys: of the gen shape, from another database, and not
 
-$t->init_db({ db => "$dir/other" });
-
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '5');
-push @unknown, map { "load-U$_-" . word() } 1 .. 5;
+my @unknown = unknown_keys($t, 5, 'load');
 
 # malformed: a wrong checksum, too short, spaces
 
-(my $badsum = $key{V1}) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
-
-my @malformed = ($badsum, substr($key{V2}, 0, 10), 'ak_1', 'short',
-                 'ak_abc def ghi jkl mno pqr stu vwx yz0123');
+my @malformed = malformed_keys($key{V1}, $key{V2}, 5);
 
 # the backup restored again and again; the status of each key in it
 
@@ -116,8 +105,8 @@ for my $id (sort keys %key) {
     $load->key($id, $key{$id}, $class{$c}, $backup{$id} // 401);
 }
 
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
-$load->key("M$_", $malformed[$_ - 1], 'malformed', 401) for 1 .. @malformed;
+$load->key_list('U', 'unknown', 401, @unknown);
+$load->key_list('M', 'malformed', 401, @malformed);
 
 $load->start();
 $load->wait_requests(500);

@@ -35,7 +35,7 @@ use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
-use Apikey::Load;
+use Apikey::Load qw(word unknown_keys malformed_keys);
 use Apikey::Writers;
 
 my $t = Apikey::Harness->new()->require_all();
@@ -59,10 +59,6 @@ my $revokes = 400;
 
 $t->init_db();
 
-sub word {
-    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
-}
-
 # valid keys made by gen; keys to revoke and expired keys imported
 
 my %key;
@@ -80,18 +76,11 @@ $t->ctl_ok({ input => "id,key,expires\n"
 
 # unknown keys: from another database, and not of the gen shape
 
-$t->init_db({ db => "$dir/other" });
-
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '3');
-push @unknown, map { "reload-U$_-" . word() } 1 .. 3;
+my @unknown = unknown_keys($t, 3, 'reload');
 
 # malformed: a wrong checksum, too short, spaces
 
-(my $badsum = $key{V1}) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
-
-my @malformed = ($badsum, substr($key{V2}, 0, 10), 'short',
-                 'ak_abc def ghi jkl mno pqr stu vwx yz0123');
+my @malformed = malformed_keys($key{V1}, $key{V2}, 4);
 
 # reuseport: a listening socket a worker, so that each takes connections
 # (and every worker can be reached for the slot count at the end)
@@ -213,8 +202,8 @@ my $load = Apikey::Load->new(port => $t->port(0), dir => "$dir/load",
 $load->key($_, $key{$_}, 'valid', 200) for map { "V$_" } 1 .. 5;
 $load->key($_, $key{$_}, 'revoked', 200) for map { "R$_" } 1 .. $revokes;
 $load->key($_, $key{$_}, 'expired', 401) for map { "E$_" } 1 .. 5;
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
-$load->key("M$_", $malformed[$_ - 1], 'malformed', 401) for 1 .. @malformed;
+$load->key_list('U', 'unknown', 401, @unknown);
+$load->key_list('M', 'malformed', 401, @malformed);
 
 $load->start();
 $load->wait_requests(300);

@@ -21,7 +21,7 @@ use Test::More;
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
-use Apikey::Load;
+use Apikey::Load qw(unknown_keys);
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -136,9 +136,7 @@ my %key;
 $key{"V$_"} = $t->gen('--id', "V$_") for 1 .. 3;
 $key{"R$_"} = $t->gen('--id', "R$_") for 1 .. 4;
 
-$t->init_db({ db => "$dir/other" });
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '2');
+my @unknown = unknown_keys($t, 2);
 
 $t->write_config(<<"EOF", workers => 2);
     apikey_db %%DB%%;
@@ -161,7 +159,7 @@ my $load = Apikey::Load->new(port => $t->port(0), dir => "$dir/load",
 
 $load->key($_, $key{$_}, 'valid', 200) for map { "V$_" } 1 .. 3;
 $load->key($_, $key{$_}, 'revoked', 200) for map { "R$_" } 1 .. 4;
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
+$load->key_list('U', 'unknown', 401, @unknown);
 
 $load->start();
 $load->wait_requests(300);

@@ -24,7 +24,7 @@ use POSIX qw();
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
-use Apikey::Load;
+use Apikey::Load qw(unknown_keys malformed_keys);
 
 my $t = Apikey::Harness->new()->require_all();
 
@@ -56,13 +56,9 @@ $key{"R$_"} = $t->gen('--id', "R$_") for 1 .. 100;
 
 # another database's keys, and malformed ones
 
-$t->init_db({ db => "$dir/other" });
+my @unknown = unknown_keys($t, 3);
 
-my @unknown = split /\n/, $t->ctl_ok({ db => "$dir/other" }, 'gen',
-                                      '--count', '3');
-
-(my $badsum = $key{V1}) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
-my @malformed = ($badsum, substr($key{V2}, 0, 10), 'short');
+my @malformed = malformed_keys($key{V1}, $key{V2}, 3);
 
 $t->ctl_ok({ input => "id,key,expires\n"
                       . "E1,www-data-expired-key-1,2020-01-01T00:00:00Z\n" },
@@ -125,8 +121,8 @@ my $load = Apikey::Load->new(port => $t->port(0), dir => "$dir/load",
 $load->key($_, $key{$_}, 'valid', 200) for map { "V$_" } 1 .. 5;
 $load->key($_, $key{$_}, 'revoked', 200) for map { "R$_" } 1 .. 100;
 $load->key('E1', 'www-data-expired-key-1', 'expired', 401);
-$load->key("U$_", $unknown[$_ - 1], 'unknown', 401) for 1 .. @unknown;
-$load->key("M$_", $malformed[$_ - 1], 'malformed', 401) for 1 .. @malformed;
+$load->key_list('U', 'unknown', 401, @unknown);
+$load->key_list('M', 'malformed', 401, @malformed);
 
 $load->start();
 $load->wait_requests(300);

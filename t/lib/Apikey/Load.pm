@@ -28,6 +28,28 @@ package Apikey::Load;
 #       as a key of weight 1 (a long load adds many keys that end
 #       revoked or removed: the valid ones keep their share).
 #
+#   $load->key_list($prefix, $class, $status, @keys);
+#
+#       the keys, as key(), with the ids "${prefix}1", "${prefix}2"...
+#
+#   Apikey::Load::word();   (these three exported on demand)
+#
+#       16 random letters and digits: the part of a key made by a test
+#       that no other key has.
+#
+#   Apikey::Load::unknown_keys($t, $n);
+#   Apikey::Load::unknown_keys($t, $n, $prefix);
+#
+#       $n keys of the gen shape that the harness's database does not
+#       hold: made by another database, "other" in $t->prefix() (made
+#       here by $t->init_db); with $prefix, $n more not of that shape
+#       ("$prefix-U1-" . word()...).
+#
+#   Apikey::Load::malformed_keys($key1, $key2, $n);
+#
+#       the first $n (2 to 5) of: $key1 with a wrong checksum, $key2
+#       cut short, "short", a key with spaces, "ak_1".
+#
 #   my $ev = $load->pending({ id => status, ... }, default => status,
 #                          name => 'revoke');
 #   ... run the command ...
@@ -94,6 +116,7 @@ use strict;
 use warnings;
 
 use Errno qw(EINTR);
+use Exporter qw(import);
 use Fcntl qw(O_WRONLY O_APPEND O_CREAT);
 use IO::Socket::INET;
 use IO::Select;
@@ -103,6 +126,8 @@ use Test::More ();
 use Time::HiRes qw(sleep time);
 
 use Apikey::Harness qw(scaled);
+
+our @EXPORT_OK = qw(word unknown_keys malformed_keys);
 
 sub new {
     my ($class, %opts) = @_;
@@ -158,6 +183,40 @@ sub key {
                        $key);
 
     $self->append('keys', $line x ($opts{weight} // 1));
+}
+
+sub key_list {
+    my ($self, $prefix, $class, $status, @keys) = @_;
+
+    $self->key("$prefix$_", $keys[$_ - 1], $class, $status) for 1 .. @keys;
+}
+
+sub word {
+    return join('', map { ('a' .. 'z', 0 .. 9)[int rand 36] } 1 .. 16);
+}
+
+sub unknown_keys {
+    my ($t, $n, $prefix) = @_;
+
+    my $other = $t->prefix() . '/other';
+
+    $t->init_db({ db => $other });
+
+    my @keys = split /\n/, $t->ctl_ok({ db => $other }, 'gen', '--count', $n);
+    push @keys, map { "$prefix-U$_-" . word() } 1 .. $n if defined $prefix;
+
+    return @keys;
+}
+
+sub malformed_keys {
+    my ($key1, $key2, $n) = @_;
+
+    (my $badsum = $key1) =~ s/(.)$/$1 eq 'A' ? 'B' : 'A'/e;
+
+    my @keys = ($badsum, substr($key2, 0, 10), 'short',
+                'ak_abc def ghi jkl mno pqr stu vwx yz0123', 'ak_1');
+
+    return @keys[0 .. $n - 1];
 }
 
 # the truth: "pending N time name default id=status..." and "done N time"
