@@ -349,21 +349,7 @@ $w->writer('rotate', sub {
                                  sub { $ctl->({ input => "id,key\n$id,$k\n" },
                                               'import', '-') },
                                  name => 'import');
-        return if $rc != 0;
-
-        my $start = time();
-        ($rc, my $out) = $ctl->('rotate', $id, '--grace', '1s',
-                                '--new-id', "$id.new");
-        my $end = time();
-
-        return if $rc != 0;
-
-        chomp $out;
-        $load->key("$id.new", $out, 'rotated_new', 200);
-        $load->window($start + 1 - 1, $end + 1 + 1.5, { $id => 401 },
-                      name => 'grace');
-
-        sleep 0.02 while time() < $end + 1 + 1.6;
+        Apikey::Writers::rotate($load, $ctl, $id) if $rc == 0;
     });
 
     sleep 0.2;

@@ -167,21 +167,7 @@ $w->writer('rotate', sub {
 
     return 0 if $n > 20;
 
-    $shared->(sub {
-        my $start = time();
-        my ($rc, $out) = $ctl->('rotate', "O$n", '--grace', '1s',
-                                '--new-id', "O$n.new");
-        my $end = time();
-
-        return if $rc != 0;
-
-        chomp $out;
-        $load->key("O$n.new", $out, 'rotated_new', 200);
-        $load->window($start + 1 - 1, $end + 1 + 1.5, { "O$n" => 401 },
-                      name => 'grace');
-
-        sleep 0.02 while time() < $end + 1 + 1.6;
-    });
+    $shared->(sub { Apikey::Writers::rotate($load, $ctl, "O$n") });
 
     sleep 0.2;
     return 1;

@@ -39,6 +39,16 @@ package Apikey::Writers;
 #
 #       the lines of writers.<name>, one a command.
 #
+#   my $rc = Apikey::Writers::rotate($load, $ctl, $id);
+#
+#       "rotate $id --grace 1s --new-id $id.new" through a loop's $ctl,
+#       the load (Apikey::Load) told: the new key, class rotated_new,
+#       valid from the return; the old one until the grace ends, within
+#       a second of the rotate's start and return plus the grace (the
+#       expiry is in whole seconds, and nginx's time is cached per event
+#       loop).  Returns the exit code once the grace has ended: run
+#       under $shared, no restore comes in between.
+#
 #   my ($rc, $out, $err) = $w->ctl({ input => $text }, @args);
 #
 #       apikeyctl on the harness's database, as $t->ctl, with files of
@@ -151,6 +161,26 @@ sub results {
     close $fh;
 
     return @lines;
+}
+
+sub rotate {
+    my ($load, $ctl, $id) = @_;
+
+    my $start = time();
+    my ($rc, $out) = $ctl->('rotate', $id, '--grace', '1s',
+                            '--new-id', "$id.new");
+    my $end = time();
+
+    return $rc if $rc != 0;
+
+    chomp $out;
+    $load->key("$id.new", $out, 'rotated_new', 200);
+    $load->window($start + 1 - 1, $end + 1 + 1.5, { $id => 401 },
+                  name => 'grace');
+
+    sleep 0.02 while time() < $end + 1 + 1.6;
+
+    return $rc;
 }
 
 sub ctl {
