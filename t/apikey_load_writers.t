@@ -176,20 +176,7 @@ $w->writer('rotate', sub {
 # restore: the backup of the start, alone; every key back to its status
 # in the backup, the others unknown
 
-$w->writer('restore', sub {
-    my ($n, $shared, $ctl, $exclusive) = @_;
-
-    sleep 2;
-    return 0 if $w->stopping();
-
-    $exclusive->(sub {
-        $load->change(\%backup,
-                      sub { $ctl->('restore', '--force', "$dir/backup") },
-                      default => 401, name => 'restore');
-    });
-
-    return 1;
-});
+$w->restorer($load, \%backup, "$dir/backup");
 
 # about ten seconds of it
 

@@ -39,6 +39,12 @@ package Apikey::Writers;
 #
 #       the lines of writers.<name>, one a command.
 #
+#   $w->restorer($load, { id => status, ... }, $backup);
+#
+#       the loop "restore": every 2 s, "restore --force $backup" alone
+#       (under the exclusive lock), the load told each key's status in
+#       the backup and 401 for every other key.
+#
 #   my $rc = Apikey::Writers::rotate($load, $ctl, $id);
 #
 #       "rotate $id --grace 1s --new-id $id.new" through a loop's $ctl,
@@ -134,6 +140,25 @@ sub writer {
     }
 
     push @{$self->{pids}}, $pid;
+}
+
+sub restorer {
+    my ($self, $load, $status, $backup) = @_;
+
+    $self->writer('restore', sub {
+        my ($n, $shared, $ctl, $exclusive) = @_;
+
+        sleep 2;
+        return 0 if $self->stopping();
+
+        $exclusive->(sub {
+            $load->change($status,
+                          sub { $ctl->('restore', '--force', $backup) },
+                          default => 401, name => 'restore');
+        });
+
+        return 1;
+    });
 }
 
 sub stopping {
