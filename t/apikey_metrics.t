@@ -158,20 +158,6 @@ sub config {
 EOF
 }
 
-# the workers: the master's children
-
-sub workers {
-    my @pids;
-
-    for my $stat (glob '/proc/[0-9]*/stat') {
-        my ($pid, $ppid) = Apikey::Harness::slurp($stat)
-                           =~ /^(\d+) \(.*\) \S+ (\d+)/s or next;
-        push @pids, $pid if $ppid == $t->{pid};
-    }
-
-    return sort { $a <=> $b } @pids;
-}
-
 # sends $plan->{status} requests for each status to $port from four
 # clients; returns the answers by status and the workers that answered
 
@@ -295,12 +281,12 @@ $t->start();
 # all four workers up, each with its reader slot
 
 for (1 .. scaled(100)) {
-    my @w = workers();
+    my @w = $t->workers();
     last if @w == $workers;
     sleep 0.05;
 }
 
-my @first = workers();
+my @first = $t->workers();
 is(scalar @first, $workers, "$workers workers");
 
 # the format itself
@@ -428,7 +414,7 @@ kill 'KILL', $victim;
 my @now;
 
 for (1 .. scaled(200)) {
-    @now = workers();
+    @now = $t->workers();
     last if @now == $workers && !grep { $_ == $victim } @now;
     sleep 0.05;
 }
@@ -460,7 +446,7 @@ kill 'HUP', $t->{pid};
 my @second;
 
 for (1 .. scaled(200)) {
-    @second = workers();
+    @second = $t->workers();
     my %old = map { $_ => 1 } @first;
     last if @second == $workers && !grep { $old{$_} } @second;
     sleep 0.05;

@@ -28,6 +28,8 @@ use POSIX ();
 use Scalar::Util qw(weaken);
 use Time::HiRes qw(sleep time);
 
+use Apikey::Harness ();
+
 my $bindir;
 
 # the servers still running at the end are stopped before File::Temp
@@ -119,7 +121,7 @@ sub run {
 
     waitpid($pid, 0);
 
-    return ($?, slurp($out));
+    return ($?, Apikey::Harness::slurp($out));
 }
 
 sub run_ok {
@@ -210,7 +212,7 @@ sub conninfo {
            . "dbname=" . ($db // 'postgres');
 }
 
-sub log { slurp("$_[0]->{base}/log") }
+sub log { Apikey::Harness::slurp("$_[0]->{base}/log") }
 
 sub psql {
     my ($self, $sql, %opts) = @_;
@@ -306,18 +308,6 @@ sub session {
 
     return $self->{session};
 }
-
-sub slurp {
-    my ($file) = @_;
-
-    open my $fh, '<', $file or return '';
-    local $/;
-    my $s = <$fh>;
-    close $fh;
-
-    return $s // '';
-}
-
 
 package Apikey::Pg::Session;
 
