@@ -68,10 +68,12 @@
 #define AKC_META_GENERATION     "generation"
 #define AKC_META_CHANGED        "changed"
 #define AKC_META_MAPSIZE        "map_size"
-/* written by apikeyctl follow: the PostgreSQL version reached, and the
- * unix time of its last successful poll */
+/* written by apikeyctl follow: the PostgreSQL version reached, the
+ * unix time of its last successful poll, and the generation its last
+ * commit produced (another one in "generation": another writer) */
 #define AKC_META_FOLLOW_VERSION "follow_version"
 #define AKC_META_FOLLOW_SYNCED  "follow_synced"
+#define AKC_META_FOLLOW_GENERATION  "follow_generation"
 #define AKC_DATA_FILE           "data.mdb"
 #define AKC_LOCK_FILE           "lock.mdb"
 

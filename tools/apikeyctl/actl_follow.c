@@ -137,7 +137,9 @@ actl_follow_run(actl_follow_t *fl)
 
     while (!actl_follow_stop) {
 
-        if (actl_follow_check_env(fl) != ACTL_OK) {
+        if (actl_follow_check_env(fl) != ACTL_OK
+            || actl_follow_check_writer(fl) != ACTL_OK)
+        {
             return ACTL_FAIL;
         }
 
@@ -203,7 +205,7 @@ actl_follow_run(actl_follow_t *fl)
 static int
 actl_follow_round(actl_follow_t *fl)
 {
-    int        more;
+    int        rc, more;
     PGresult  *res;
 
     for ( ;; ) {
@@ -213,6 +215,12 @@ actl_follow_round(actl_follow_t *fl)
 
         if (!fl->synced) {
             return actl_follow_full(fl, "a first synchronisation");
+        }
+
+        if (fl->foreign) {
+            return actl_follow_full(fl, "the database was written by "
+                                    "another process since the "
+                                    "follower's last commit");
         }
 
         if (fl->version < fl->pruned) {
@@ -232,15 +240,24 @@ actl_follow_round(actl_follow_t *fl)
         PQclear(res);
 
         if (fl->nchanges == 0) {
-            if (actl_follow_write_synced(fl) != ACTL_OK) {
-                goto failed;
-            }
+            rc = actl_follow_write_synced(fl);
 
-            return ACTL_OK;
+        } else {
+            rc = actl_follow_write_changes(fl);
         }
 
-        if (actl_follow_write_changes(fl) != ACTL_OK) {
+        if (rc == ACTL_FOLLOW_FOREIGN) {
+            /* another writer since the check: the whole table, now */
+            actl_follow_reset(fl);
+            continue;
+        }
+
+        if (rc != ACTL_OK) {
             goto failed;
+        }
+
+        if (fl->nchanges == 0) {
+            return ACTL_OK;
         }
 
         fl->version = fl->target;

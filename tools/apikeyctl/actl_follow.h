@@ -27,6 +27,9 @@
 #define ACTL_FOLLOW_UP          1
 #define ACTL_FOLLOW_DOWN        2
 
+/* a write refused: the database was written by another process */
+#define ACTL_FOLLOW_FOREIGN     5
+
 
 /* one change: a row (in imp) or a tombstone, in version order */
 
@@ -49,6 +52,8 @@ typedef struct {
     actl_import_t          *imp;
 
     uint64_t                version;    /* reached, as in meta */
+    uint64_t                generation; /* its last commit produced */
+    uint64_t                produced;   /* the one being committed */
     uint64_t                target;     /* what the write reaches */
     uint64_t                pruned;     /* PostgreSQL's low-water mark */
     uint64_t                last;       /* its sequence's last value */
@@ -69,6 +74,7 @@ typedef struct {
     unsigned                once:1;
     unsigned                synced:1;   /* meta has a version */
     unsigned                full:1;     /* a full sync is due */
+    unsigned                foreign:1;  /* another writer: a full sync */
 } actl_follow_t;
 
 
@@ -92,6 +98,7 @@ int actl_follow_load(actl_follow_t *fl);
 int actl_follow_write_all(actl_follow_t *fl);
 int actl_follow_write_changes(actl_follow_t *fl);
 int actl_follow_write_synced(actl_follow_t *fl);
+int actl_follow_check_writer(actl_follow_t *fl);
 void actl_follow_reset(actl_follow_t *fl);
 
 

@@ -16,7 +16,12 @@
 static int actl_follow_all(actl_ctx_t *ctx, MDB_txn *txn, void *data);
 static int actl_follow_changes(actl_ctx_t *ctx, MDB_txn *txn, void *data);
 static int actl_follow_synced(actl_ctx_t *ctx, MDB_txn *txn, void *data);
+static int actl_follow_synced_grow(actl_ctx_t *ctx, MDB_txn *txn,
+    void *data);
 static int actl_follow_meta(actl_follow_t *fl, MDB_txn *txn);
+static int actl_follow_generation(actl_follow_t *fl, MDB_txn *txn,
+    int check, uint64_t *generation);
+static void actl_follow_foreign(actl_follow_t *fl, uint64_t generation);
 static int actl_follow_put(actl_follow_t *fl, MDB_txn *txn,
     actl_change_t *ch);
 static int actl_follow_del(actl_follow_t *fl, MDB_txn *txn,
@@ -70,15 +75,29 @@ actl_follow_check_env(actl_follow_t *fl)
 int
 actl_follow_load(actl_follow_t *fl)
 {
-    int       rc;
-    MDB_txn  *txn;
+    int          rc;
+    MDB_txn     *txn;
+    const char  *name;
 
     if (actl_begin(fl->ctx, MDB_RDONLY, 0, 1, &txn) != ACTL_OK) {
         return ACTL_FAIL;
     }
 
-    rc = akc_meta_get_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_VERSION,
-                          &fl->version);
+    name = AKC_META_FOLLOW_VERSION;
+
+    rc = akc_meta_get_u64(txn, &fl->ctx->dbs, name, &fl->version);
+
+    if (rc == MDB_SUCCESS) {
+        name = AKC_META_FOLLOW_GENERATION;
+
+        rc = akc_meta_get_u64(txn, &fl->ctx->dbs, name, &fl->generation);
+
+        if (rc == MDB_NOTFOUND) {
+            /* an older follower's: a full synchronisation */
+            fl->generation = 0;
+            rc = MDB_SUCCESS;
+        }
+    }
 
     mdb_txn_abort(txn);
 
@@ -89,7 +108,7 @@ actl_follow_load(actl_follow_t *fl)
     }
 
     if (rc != MDB_SUCCESS) {
-        actl_error(fl->ctx, "meta \"%s\": %s", AKC_META_FOLLOW_VERSION,
+        actl_error(fl->ctx, "meta \"%s\": %s", name,
                    rc == MDB_CORRUPTED ? "not an 8-byte number"
                                        : mdb_strerror(rc));
         return ACTL_FAIL;
@@ -97,7 +116,96 @@ actl_follow_load(actl_follow_t *fl)
 
     fl->synced = 1;
 
+    return actl_follow_check_writer(fl);
+}
+
+
+/*
+ * Before a round: the database was last written by the follower, or a
+ * full synchronisation is due.  Another follower (of another
+ * PostgreSQL), a restore, a gen or an import left the keys in a state
+ * that the version in meta does not describe.
+ */
+
+int
+actl_follow_check_writer(actl_follow_t *fl)
+{
+    int       rc;
+    MDB_txn  *txn;
+
+    if (!fl->synced || fl->foreign) {
+        return ACTL_OK;
+    }
+
+    if (actl_begin(fl->ctx, MDB_RDONLY, 0, 1, &txn) != ACTL_OK) {
+        return ACTL_FAIL;
+    }
+
+    rc = actl_follow_generation(fl, txn, 1, NULL);
+
+    mdb_txn_abort(txn);
+
+    if (rc == ACTL_FOLLOW_FOREIGN) {
+        return ACTL_OK;
+    }
+
+    return rc;
+}
+
+
+/*
+ * The generation in meta, in txn; with check, ACTL_FOLLOW_FOREIGN
+ * when it is not the one of the follower's last commit
+ */
+
+static int
+actl_follow_generation(actl_follow_t *fl, MDB_txn *txn, int check,
+    uint64_t *generation)
+{
+    int       rc;
+    uint64_t  g;
+
+    rc = akc_meta_get_u64(txn, &fl->ctx->dbs, AKC_META_GENERATION, &g);
+
+    if (rc == MDB_NOTFOUND) {
+        g = 0;
+
+    } else if (rc != MDB_SUCCESS) {
+        actl_error(fl->ctx, "meta \"%s\": %s", AKC_META_GENERATION,
+                   rc == MDB_CORRUPTED ? "not an 8-byte number"
+                                       : mdb_strerror(rc));
+        return ACTL_FAIL;
+    }
+
+    if (generation != NULL) {
+        *generation = g;
+    }
+
+    if (check && g != fl->generation) {
+        actl_follow_foreign(fl, g);
+        return ACTL_FOLLOW_FOREIGN;
+    }
+
     return ACTL_OK;
+}
+
+
+/* logged once: the full synchronisation that follows says it again */
+
+static void
+actl_follow_foreign(actl_follow_t *fl, uint64_t generation)
+{
+    if (fl->foreign) {
+        return;
+    }
+
+    fl->foreign = 1;
+
+    actl_error(fl->ctx, "the database was written by another process "
+               "since the follower's last commit (generation %llu, not "
+               "%llu): a full synchronisation is due",
+               (unsigned long long) generation,
+               (unsigned long long) fl->generation);
 }
 
 
@@ -279,6 +387,8 @@ actl_follow_write_all(actl_follow_t *fl)
     rc = actl_write(fl->ctx, actl_follow_all, fl);
 
     if (rc == ACTL_OK) {
+        fl->generation = fl->produced;
+        fl->foreign = 0;
         (void) actl_import_report(fl->imp);
     }
 
@@ -286,12 +396,22 @@ actl_follow_write_all(actl_follow_t *fl)
 }
 
 
+/* ACTL_FOLLOW_FOREIGN: nothing written, a full synchronisation is due */
+
 int
 actl_follow_write_changes(actl_follow_t *fl)
 {
+    int  rc;
+
     fl->ctx->now = (int64_t) time(NULL);
 
-    return actl_write(fl->ctx, actl_follow_changes, fl);
+    rc = actl_write(fl->ctx, actl_follow_changes, fl);
+
+    if (rc == ACTL_OK) {
+        fl->generation = fl->produced;
+    }
+
+    return rc;
 }
 
 
@@ -312,7 +432,11 @@ actl_follow_write_synced(actl_follow_t *fl)
         return ACTL_FAIL;
     }
 
-    rc = actl_follow_synced(fl->ctx, txn, fl);
+    rc = actl_follow_generation(fl, txn, 1, NULL);
+
+    if (rc == ACTL_OK) {
+        rc = actl_follow_synced(fl->ctx, txn, fl);
+    }
 
     if (rc == ACTL_OK) {
         return actl_commit(fl->ctx, &txn);
@@ -326,7 +450,13 @@ actl_follow_write_synced(actl_follow_t *fl)
 
     /* a full map: actl_write() grows it, and bumps the generation */
 
-    return actl_write(fl->ctx, actl_follow_synced, fl);
+    rc = actl_write(fl->ctx, actl_follow_synced_grow, fl);
+
+    if (rc == ACTL_OK) {
+        fl->generation = fl->produced;
+    }
+
+    return rc;
 }
 
 
@@ -387,6 +517,11 @@ actl_follow_changes(actl_ctx_t *ctx, MDB_txn *txn, void *data)
     size_t          i;
     actl_change_t  *ch;
 
+    rc = actl_follow_generation(fl, txn, 1, NULL);
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
     for (i = 0; i < fl->nchanges; i++) {
         ch = &fl->changes[i];
 
@@ -422,12 +557,64 @@ actl_follow_synced(actl_ctx_t *ctx, MDB_txn *txn, void *data)
 
 
 static int
+actl_follow_synced_grow(actl_ctx_t *ctx, MDB_txn *txn, void *data)
+{
+    actl_follow_t  *fl = data;
+
+    int       rc;
+    uint64_t  g;
+
+    rc = actl_follow_generation(fl, txn, 1, &g);
+
+    if (rc == ACTL_OK) {
+        rc = actl_follow_synced(ctx, txn, data);
+    }
+
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    /* the generation actl_write() makes */
+
+    fl->produced = g + 1;
+
+    rc = akc_meta_put_u64(txn, &ctx->dbs, AKC_META_FOLLOW_GENERATION,
+                          fl->produced);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_put", rc);
+    }
+
+    return ACTL_OK;
+}
+
+
+/*
+ * The version reached, the time, and the generation this commit makes
+ * (actl_write() adds one to the one in meta): a generation in meta
+ * other than this one, before the follower's next round, is another
+ * writer's.
+ */
+
+static int
 actl_follow_meta(actl_follow_t *fl, MDB_txn *txn)
 {
-    int  rc;
+    int       rc;
+    uint64_t  g;
 
-    rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_VERSION,
-                          fl->target);
+    rc = actl_follow_generation(fl, txn, 0, &g);
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    fl->produced = g + 1;
+
+    rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_GENERATION,
+                          fl->produced);
+
+    if (rc == MDB_SUCCESS) {
+        rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_VERSION,
+                              fl->target);
+    }
 
     if (rc == MDB_SUCCESS) {
         rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_SYNCED,
