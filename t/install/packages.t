@@ -469,6 +469,8 @@ $r = http_get($site_port, '/api/x', 'X-API-Key' => $key);
 is($r->{status}, 200, 'valid key: 200');
 like($r->{body}, qr/^X-Consumer-Id: pkg-1\r$/mi, 'identity forwarded');
 unlike($r->{body}, qr/\Q$key\E|x-api-key/i, 'key hidden from the backend');
+like($r->{body}, qr/^Host: localhost\r$/mi,
+     'the backend gets the Host the client sent');
 
 $r = http_get($site_port, '/api/x');
 is($r->{status}, 401, 'no key: 401');
