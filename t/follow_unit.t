@@ -26,7 +26,7 @@ like($unit, qr{^ExecStart=/usr/sbin/apikeyctl -d /var/lib/apikey/%i follow \$API
 like($unit, qr{^EnvironmentFile=/etc/apikey/follow-%i\.env$}m,
      'EnvironmentFile: one per instance');
 
-for my $line ('Restart=on-failure', 'RestartPreventExitStatus=2',
+for my $line ('Restart=on-failure', 'RestartPreventExitStatus=2 3',
               'CapabilityBoundingSet=CAP_CHOWN', 'NoNewPrivileges=yes',
               'ProtectSystem=strict', 'ReadWritePaths=/var/lib/apikey/%i',
               'ProtectHome=yes', 'PrivateTmp=yes', 'PrivateDevices=yes',

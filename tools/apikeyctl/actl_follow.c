@@ -90,6 +90,10 @@ actl_cmd_follow(actl_ctx_t *ctx, int argc, char **argv)
 
     fl.conninfo = argv[optind];
 
+    if (actl_follow_check_conninfo(&fl) != ACTL_OK) {
+        return ACTL_USAGE;
+    }
+
     fl.imp = calloc(1, sizeof(actl_import_t));
     if (fl.imp == NULL) {
         actl_error(ctx, "out of memory");

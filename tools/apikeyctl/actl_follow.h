@@ -80,6 +80,7 @@ typedef struct {
 
 /* actl_follow_pg.c: PostgreSQL */
 
+int actl_follow_check_conninfo(actl_follow_t *fl);
 int actl_follow_connect(actl_follow_t *fl);
 void actl_follow_disconnect(actl_follow_t *fl);
 int actl_follow_read_state(actl_follow_t *fl);

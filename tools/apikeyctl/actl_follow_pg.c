@@ -102,6 +102,48 @@ actl_follow_connect(actl_follow_t *fl)
 }
 
 
+/*
+ * A connection string or URI that libpq cannot parse: a usage error,
+ * said without the string, nor libpq's message, which quotes the part
+ * it stumbled on, a password as well.  A string without "=" that is not
+ * a URI is a database name, as libpq takes it.
+ */
+
+int
+actl_follow_check_conninfo(actl_follow_t *fl)
+{
+    char              *err;
+    const char        *s;
+    PQconninfoOption  *opts;
+
+    s = fl->conninfo;
+
+    if (strchr(s, '=') == NULL
+        && strncmp(s, "postgresql://", sizeof("postgresql://") - 1) != 0
+        && strncmp(s, "postgres://", sizeof("postgres://") - 1) != 0)
+    {
+        return ACTL_OK;
+    }
+
+    err = NULL;
+    opts = PQconninfoParse(s, &err);
+
+    if (err != NULL) {
+        PQfreemem(err);
+    }
+
+    if (opts == NULL) {
+        return actl_usage_error(fl->ctx, "CONNINFO is not a valid libpq "
+                                "connection string or URI (not shown: it "
+                                "may hold a password)");
+    }
+
+    PQconninfoFree(opts);
+
+    return ACTL_OK;
+}
+
+
 void
 actl_follow_disconnect(actl_follow_t *fl)
 {

@@ -79,8 +79,22 @@ actl_follow_load(actl_follow_t *fl)
     MDB_txn     *txn;
     const char  *name;
 
-    if (actl_begin(fl->ctx, MDB_RDONLY, 0, 1, &txn) != ACTL_OK) {
+    if (actl_begin(fl->ctx, MDB_RDONLY, 0, 0, &txn) != ACTL_OK) {
         return ACTL_FAIL;
+    }
+
+    /*
+     * a database made with another secret, or of another format: a
+     * restart would not help, and systemd does not restart this exit
+     */
+
+    rc = akc_meta_check(txn, &fl->ctx->dbs, &fl->ctx->secret);
+
+    if (rc != MDB_SUCCESS) {
+        actl_error(NULL, "open \"%s\": %s", fl->ctx->db,
+                   akc_meta_strerror(rc));
+        mdb_txn_abort(txn);
+        return (rc < 0 && rc != AKC_ERROR) ? ACTL_INVALID : ACTL_FAIL;
     }
 
     name = AKC_META_FOLLOW_VERSION;

@@ -1,0 +1,107 @@
+#!/usr/bin/perl
+
+# Tests the configuration errors of apikeyctl follow, which a restart
+# would not mend and which systemd does not restart: a CONNINFO libpq
+# cannot parse is a usage error (exit 2) said without the string (it
+# may hold a password, which libpq's own message quotes); a database
+# made with another secret exits 3.  Neither retries.  A PostgreSQL
+# that is away is not a configuration error: exit 1 with --once.
+
+use strict;
+use warnings;
+
+use Test::More;
+
+use Apikey::Harness qw(write_file);
+use Apikey::Pg;
+
+my $t = Apikey::Harness->new()->require_apikeyctl();
+
+my $why = Apikey::Pg::unavailable();
+plan skip_all => $why if $why;
+
+$t->init_db();
+
+my $pg = Apikey::Pg->new();
+$pg->psql($t->ctl_ok('follow', '--print-schema'));
+
+
+# apikeyctl follow, stopped after 20 s if it retries
+
+my $err_file = $t->prefix() . '/follow.err';
+
+sub run_follow {
+    my ($secret, @args) = @_;
+
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $err_file or die;
+        exec 'timeout', '-s', 'KILL', Apikey::Harness::scaled(20),
+             $t->{apikeyctl}, '-d', $t->db(), '-s', $secret, 'follow', @args
+            or die "exec: $!";
+    }
+
+    waitpid($pid, 0);
+
+    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+
+    return ($rc, Apikey::Harness::slurp($err_file));
+}
+
+# a CONNINFO libpq cannot parse
+
+my @bad = (
+    [ 'postgresql://u:p%ss@h/db', 'p%ss', 'a URI, a bad percent escape' ],
+    [ "host=h password='s3cr3t", 's3cr3t', 'an unterminated quote' ],
+    [ 'host=h pass=w0rdy', 'w0rdy', 'an unknown keyword' ],
+    [ 'postgres://h/db?sslpassword=zz%zz', 'zz%zz', 'postgres://' ],
+);
+
+for my $b (@bad) {
+    my ($conninfo, $secret_part, $name) = @$b;
+
+    for my $once (['--once'], []) {
+        my ($rc, $err) = run_follow($t->secret(), @$once, $conninfo);
+        my $what = "$name" . (@$once ? ' (--once)' : '');
+
+        is($rc, 2, "$what: exit 2, at once");
+        like($err, qr/^apikeyctl: follow: CONNINFO is not a valid libpq connection string or URI \(not shown: it may hold a password\)$/m,
+             "$what: the message");
+        unlike($err, qr/\Q$secret_part\E/, "$what: nothing of it shown");
+    }
+}
+
+# a database name alone is what libpq takes it for
+
+my ($rc, $err) = run_follow($t->secret(), '--once', 'no_such_db');
+is($rc, 1, 'a database name: tried (exit 1 with --once)');
+like($err, qr/connect to PostgreSQL/, 'a database name: libpq says why');
+
+# a good CONNINFO, PostgreSQL there: a first synchronisation
+
+($rc, $err) = run_follow($t->secret(), '--once', $pg->conninfo());
+is($rc, 0, 'the right secret: exit 0') or diag($err);
+
+# a database made with another secret
+
+my $other = $t->prefix() . '/other.secret';
+write_file($other, unpack('H*', join '', map { chr int rand 256 } 1 .. 32)
+                   . "\n");
+
+for my $once (['--once'], []) {
+    ($rc, $err) = run_follow($other, @$once, $pg->conninfo());
+    my $what = 'another secret' . (@$once ? ' (--once)' : '');
+
+    is($rc, 3, "$what: exit 3, not restarted by the unit");
+    like($err, qr/^apikeyctl: open ".*": .*secret/m, "$what: the reason");
+}
+
+# the unit does not restart 2 and 3
+
+like(Apikey::Harness::slurp($t->{root} . '/tools/apikeyctl-follow@.service'),
+     qr/^RestartPreventExitStatus=2 3$/m, 'the unit restarts neither 2 nor 3');
+
+done_testing();
