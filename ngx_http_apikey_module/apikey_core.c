@@ -1843,44 +1843,72 @@ akc_field_remove(const unsigned char *in, size_t len, const akc_field_t *f,
 
 
 /*
- * The next run, from *pos, of at least AKC_KEY_RUN_MIN base62 characters
- * with both lowercase and uppercase letters: the random body of a key,
- * whatever was done to its prefix, its separator or its length (a
- * character dropped or added).  A run of one case, such as a hex hash
- * or a word, is not one.  Returns its length, with *pos at its start, or
- * 0 with *pos at the end.
+ * The next run, from *pos, of at least AKC_KEY_RUN_MIN characters of
+ * urlsafe base64 (base62, "-" and "_") with lowercase and uppercase
+ * letters, in which a lowercase letter is followed by an uppercase one,
+ * or a digit is next to a letter, at least AKC_KEY_RUN_CHANGES times:
+ * a random token (the body of a key whatever was done to its prefix,
+ * its separator or its length; "ak_" + token_urlsafe(24); "sk_live_..."),
+ * while words joined by "-" or "_" or in camel case change a few times
+ * only, and a hex hash, a UUID or a word have one case.  Returns its
+ * length, with *pos at its start, or 0 with *pos at the end.
  */
 
 size_t
 akc_key_run(const unsigned char *p, size_t len, size_t *pos)
 {
-    size_t    i, start;
-    unsigned  cases;
+    size_t    i, start, changes;
+    unsigned  cases, c, prev;
 
     i = *pos;
 
     while (i < len) {
 
-        if (!(akc_class[p[i]] & AKC_C_BASE62)) {
+        if (!(akc_class[p[i]] & AKC_C_BASE62) && p[i] != '-' && p[i] != '_')
+        {
             i++;
             continue;
         }
 
         start = i;
         cases = 0;
+        changes = 0;
+        prev = 0;
 
-        while (i < len && (akc_class[p[i]] & AKC_C_BASE62)) {
+        while (i < len
+               && ((akc_class[p[i]] & AKC_C_BASE62)
+                   || p[i] == '-' || p[i] == '_'))
+        {
+            /* 1: lowercase, 2: uppercase, 4: a digit, 0: "-" or "_" */
+
             if (p[i] >= 'a' && p[i] <= 'z') {
-                cases |= 1;
+                c = 1;
 
             } else if (p[i] >= 'A' && p[i] <= 'Z') {
-                cases |= 2;
+                c = 2;
+
+            } else if (p[i] >= '0' && p[i] <= '9') {
+                c = 4;
+
+            } else {
+                c = 0;
             }
 
+            if (prev != 0 && c != 0
+                && ((prev == 1 && c == 2) || (prev == 4) != (c == 4)))
+            {
+                changes++;
+            }
+
+            cases |= c;
+            prev = c;
             i++;
         }
 
-        if (i - start >= AKC_KEY_RUN_MIN && cases == 3) {
+        if (i - start >= AKC_KEY_RUN_MIN
+            && (cases & 3) == 3
+            && changes >= AKC_KEY_RUN_CHANGES)
+        {
             *pos = start;
             return i - start;
         }

@@ -27,8 +27,9 @@
 
 #define AKC_KEY_MIN_LEN         8
 #define AKC_KEY_MAX_LEN         256
-#define AKC_KEY_RUN_MIN         36      /* the random body of a key, two
-                                           characters short at most */
+#define AKC_KEY_RUN_MIN         32      /* a random token: 24 bytes in
+                                           urlsafe base64, a key's body */
+#define AKC_KEY_RUN_CHANGES     5       /* "aB", "a1", "1a" in it */
 #define AKC_PREFIX_PART_MAX     16
 #define AKC_PREFIX_MAX_LEN      (2 * AKC_PREFIX_PART_MAX + 1)
 #define AKC_RANDOM_LEN          32

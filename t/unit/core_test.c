@@ -596,8 +596,84 @@ key_mask(void **state)
              "supercalifragilisticexpialidociouslyspeaking");
     assert_int_equal(akc_mask_keys((unsigned char *) line, 44), 0);
 
-    snprintf(line, sizeof(line), "%s", "AbCdEfGhIjKlMnOpQrStUvWxYz012345678");
-    assert_int_equal(akc_mask_keys((unsigned char *) line, 35), 0);
+    snprintf(line, sizeof(line), "%s", "AbCdEfGhIjKlMnOpQrStUvWxYz01234");
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 31), 0);
+
+    /* 32 and more: a token; "-" and "_" are of it */
+
+    snprintf(line, sizeof(line), "%s", "AbCdEfGhIjKlMnOpQrStUvWxYz012345");
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 32), 1);
+    assert_memory_equal(line, "AbCd****************************", 32);
+
+    snprintf(line, sizeof(line), "s=ak_%s;",
+             "1vCkn81T-u120ckUX4NRNngZ-6TcK_Xb");
+    assert_int_equal(akc_mask_keys((unsigned char *) line, 38), 1);
+    assert_string_equal(line, "s=ak_1*******************************;");
+}
+
+
+/*
+ * What is taken for a key in a value (import, gen, follow, the log):
+ * random tokens, not the values of a subject, a hash or an id.
+ */
+
+static void
+key_run(void **state)
+{
+    size_t       i, pos;
+    const char  *s;
+
+    static const char  *tokens[] = {
+        "ak_1vCkn81T-u120ckUX4NRNngZ-6TcK_Xb",      /* token_urlsafe(24) */
+        "ak_6Rc6lGHRqpbEVkkuNKiEFCIyiHXhLzUH",
+        "HnNsHbDzxCItlSzamG_uAvi0R9uBr6vu",
+        "sk_live_4eC39HqLyjWDarjtT1zdp7dc",
+        "customer sk_test_51H8kLmN0pQrStUvWxYz9aBcDeF in a subject",
+        "Bearer eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.x",
+        "ak_0123456789ABCDEFGHIJKLMNOPQRSTUV1Wf1r1",  /* a generated key */
+        "0123456789ABCDEFGHIJKLMNOPQRSTUV1Wf1r",     /* its body */
+        NULL
+    };
+
+    static const char  *values[] = {
+        "550e8400-e29b-41d4-a716-446655440000",     /* a UUID */
+        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08",
+        "customer 42",
+        "customer-42-Main_Account-Production",
+        "MyCompany_Production_Service_v2_Backend",
+        "Customer_Account_For_Testing_Purposes_2024",
+        "HTTPServerConnectionPoolManager2",
+        "customerAccountNumber_Production2024",
+        "user_12345_Premium-Plan_EU-West-1",
+        "supercalifragilisticexpialidociouslyspeaking",
+        "read,write,admin:billing,reports:export-monthly",
+        "gold-plan-2024",
+        "/var/lib/apikey/main/data.mdb",
+        "AbCdEfGhIjKlMnOpQrStUvWxYz01234",           /* 31: too short */
+        "",
+        NULL
+    };
+
+    for (i = 0; tokens[i] != NULL; i++) {
+        s = tokens[i];
+        pos = 0;
+
+        if (akc_key_run((const unsigned char *) s, strlen(s), &pos) == 0) {
+            fail_msg("not taken for a key: %s", s);
+        }
+    }
+
+    for (i = 0; values[i] != NULL; i++) {
+        s = values[i];
+        pos = 0;
+
+        if (akc_key_run((const unsigned char *) s, strlen(s), &pos) != 0) {
+            fail_msg("taken for a key: %s", s);
+        }
+
+        assert_int_equal(pos, strlen(s));
+    }
 }
 
 
@@ -2898,6 +2974,7 @@ main(void)
         cmocka_unit_test(checksum_vector),
         cmocka_unit_test(key_hint),
         cmocka_unit_test(key_mask),
+        cmocka_unit_test(key_run),
         cmocka_unit_test(auth_parse),
 
         cmocka_unit_test(hash_vector),

@@ -259,6 +259,7 @@ typedef struct {
     int                     rc;
     unsigned                skip_invalid:1;
     unsigned                jsonl:1;
+    unsigned                follow:1;   /* PostgreSQL's: no key column */
     unsigned                replace:1;
     unsigned                force:1;
     unsigned                sorted:1;   /* rows in hash order */

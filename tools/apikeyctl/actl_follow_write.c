@@ -382,6 +382,7 @@ actl_follow_reset(actl_follow_t *fl)
 
     imp->ctx = fl->ctx;
     imp->skip_invalid = 1;
+    imp->follow = 1;
     imp->threads = 0;
 
     fl->nchanges = 0;

@@ -597,10 +597,18 @@ actl_import_row(actl_import_t *imp, actl_fields_t *f, char *err,
             && actl_has_key(f->data[i], f->len[i] < ACTL_FIELD_MAX
                                         ? f->len[i] : ACTL_FIELD_MAX))
         {
-            snprintf(err, errlen, "%s \"%s\" holds an API key (not shown); "
-                     "keys go in the \"key\" %s",
-                     imp->jsonl ? "field" : "column", actl_col_names[i],
-                     imp->jsonl ? "field" : "column");
+            if (imp->follow) {
+                snprintf(err, errlen, "column \"%s\" holds an API key (not "
+                         "shown); the table holds the keyed hash of a key "
+                         "(\"hash\"), never the key", actl_col_names[i]);
+
+            } else {
+                snprintf(err, errlen, "%s \"%s\" holds an API key (not "
+                         "shown); keys go in the \"key\" %s",
+                         imp->jsonl ? "field" : "column", actl_col_names[i],
+                         imp->jsonl ? "field" : "column");
+            }
+
             return ACTL_INVALID;
         }
     }
