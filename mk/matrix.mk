@@ -44,6 +44,16 @@ MATRIX_CONF =       --with-compat --with-threads --with-pcre-jit \
 
 MATRIX_PROVE =      MALLOC_PERTURB_=165 prove -r -I t/lib t/
 
+# the other versions run only the test files that start nginx: the rest
+# (apikeyctl's, the follower's, the unit tests, the corpus, the
+# packages) run the same binaries whatever the nginx, and test-debian
+# (make test's first run) has run them
+
+MATRIX_MARKS =      -e '->start(' -e 'Apikey::Fault' -e '{nginx}'
+MATRIX_NGINX_TESTS = $(shell grep -l -F $(MATRIX_MARKS) t/*.t t/install/*.t)
+MATRIX_OTHER_TESTS = $(filter-out $(MATRIX_NGINX_TESTS), \
+                        $(wildcard t/*.t t/install/*.t))
+
 
 .PHONY: test-matrix test-debian \
         $(addprefix test-,$(MATRIX_VERSIONS)) \
@@ -111,9 +121,11 @@ test-$(1): deps-test all $(CORE_TEST) matrix-$(1)
 	ln -sf $(CURDIR)/$(APIKEYCTL) $(CURDIR)/$(CORE_TEST) \
 	    $(MATRIX_DIR)/$(1)/apikey/
 	@echo "test-$(1): nginx $(1), $(MATRIX_DIR)/$(1)/objs/nginx"
+	@echo "test-$(1): not run again, they start no nginx:" \
+	    $(MATRIX_OTHER_TESTS)
 	APIKEY_BUILD=$(CURDIR)/$(MATRIX_DIR)/$(1)/apikey \
 	    TEST_NGINX_BINARY=$(CURDIR)/$(MATRIX_DIR)/$(1)/objs/nginx \
-	    $(MATRIX_PROVE)
+	    MALLOC_PERTURB_=165 prove -I t/lib $(MATRIX_NGINX_TESTS)
 
 else
 
