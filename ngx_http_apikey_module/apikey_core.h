@@ -75,6 +75,8 @@
 #define AKC_META_FOLLOW_VERSION "follow_version"
 #define AKC_META_FOLLOW_SYNCED  "follow_synced"
 #define AKC_META_FOLLOW_GENERATION  "follow_generation"
+/* and the PostgreSQL database followed: "<system identifier>/<name>" */
+#define AKC_META_FOLLOW_SOURCE  "follow_source"
 #define AKC_DATA_FILE           "data.mdb"
 #define AKC_LOCK_FILE           "lock.mdb"
 

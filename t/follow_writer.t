@@ -1,12 +1,15 @@
 #!/usr/bin/perl
 
 # Tests apikeyctl follow against another writer of its database: a
-# second follower of another PostgreSQL database for a round, a restore
-# of an older backup, a gen by hand.  The follower notices, before its
+# second follower is refused (flock() on data.mdb); an import, a
+# restore of an older backup, a gen by hand.  The follower notices, before its
 # next round or at start-up, that the generation in meta is not the one
 # its last commit made (meta "follow_generation"), says so once and
 # synchronises in full: the keys are PostgreSQL's again, never a state
-# PostgreSQL never had.  apikeyctl check accepts the meta entry.
+# PostgreSQL never had.  A follower started again after another one
+# followed another PostgreSQL database synchronises in full too (meta
+# "follow_source": the system identifier and the database's name, which
+# a replica shares).  apikeyctl check accepts the meta entries.
 
 use strict;
 use warnings;
@@ -84,14 +87,19 @@ my $pid = $pg->follower($t, '--poll', '100ms');
 
 is(wait_valid($k{a}, 1), 1, 'the follower serves the key of PostgreSQL');
 
-# (a) another follower, of another database, for one round
+# (a) a second follower, of another database, while the first runs:
+# refused (exit 3: the unit does not restart it), the node unchanged
 
 my ($rc, $out, $err) = $t->ctl('follow', '--once',
                                $pg->conninfo('other'));
-is($rc, 0, 'a second follower of another database: one round');
-like($err, qr/full synchronisation \(PostgreSQL's versions went back\)/,
-     'which synchronises in full');
-is(valid($k{b}), 1, 'and serves the key of its database');
+is($rc, 3, 'a second follower on the database: exit 3');
+like($err, qr/^apikeyctl: follow: another apikeyctl follow is running on ".*": one follower a database$/m,
+     'a second follower: the reason');
+is(valid($k{b}), 0, 'a second follower: the node unchanged');
+
+# another writer: an import by hand of a key PostgreSQL never had
+
+$t->ctl_ok({ input => "key,id\n$k{b},b\n" }, 'import', '-');
 
 is(wait_valid($k{b}, 0), 0,
    'the first follower removes the key its PostgreSQL never had');
@@ -144,10 +152,35 @@ is(valid($k{a}), 1, 'the keys of PostgreSQL stay');
 ($rc, $out, $err) = $t->ctl('follow', '--once', $pg->conninfo());
 unlike($err, qr/full synchronisation/, 'then rounds of changes again');
 
-# check accepts the meta entry
+# (d) a follower of another database, then this one started again:
+# its versions are not this database's (meta "follow_source")
+
+($rc, $out, $err) = $t->ctl('follow', '--once', $pg->conninfo('other'));
+like($err, qr/full synchronisation \((?:PostgreSQL's versions went back|another PostgreSQL database than the one followed so far)\)/,
+     'a follower of the other database: in full');
+is(valid($k{b}), 1, 'the other database\'s keys');
+
+($rc, $out, $err) = $t->ctl('follow', '--once', $pg->conninfo());
+is($rc, 0, 'this database\'s follower started again: exit 0');
+like($err, qr/^apikeyctl: follow: full synchronisation \(another PostgreSQL database than the one followed so far\)/m,
+     'it notices another database was followed and synchronises in full');
+is(valid($k{b}), 0, 'the other database\'s key is gone');
+is(valid($k{a}), 1, 'this database\'s key is back');
+
+# a replica is the same database: no full synchronisation
+
+my $sb = $pg->standby();
+$pg->psql("INSERT INTO apikey_keys (hash, id) VALUES "
+          . "(decode('" . hash($k{e}) . "', 'hex'), 'e2') "
+          . "ON CONFLICT DO NOTHING");
+($rc, $out, $err) = $t->ctl('follow', '--once', $sb->conninfo());
+is($rc, 0, 'a replica of the database followed: exit 0');
+unlike($err, qr/full synchronisation/, 'a replica: rounds of changes');
+
+# check accepts the meta entries
 
 ($rc, $out, $err) = $t->ctl('check');
-is($rc, 0, 'check accepts follow_generation') or diag($out, $err);
+is($rc, 0, 'check accepts follow_generation and follow_source') or diag($out, $err);
 
 unlike(follow_log() . $err, qr/ak_[A-Za-z0-9]{20}/, 'no plaintext key in the logs');
 

@@ -115,7 +115,11 @@ actl_cmd_follow(actl_ctx_t *ctx, int argc, char **argv)
     rc = actl_open(ctx, 0);
 
     if (rc == ACTL_OK) {
-        rc = actl_follow_load(&fl);
+        rc = actl_follow_lock(&fl);
+
+        if (rc == ACTL_OK) {
+            rc = actl_follow_load(&fl);
+        }
 
         if (rc == ACTL_OK) {
             rc = actl_follow_run(&fl);
@@ -234,6 +238,13 @@ actl_follow_round(actl_follow_t *fl)
 
         if (fl->version > fl->last) {
             return actl_follow_full(fl, "PostgreSQL's versions went back");
+        }
+
+        if (fl->source[0] != '\0' && fl->source_meta[0] != '\0'
+            && strcmp(fl->source, fl->source_meta) != 0)
+        {
+            return actl_follow_full(fl, "another PostgreSQL database than "
+                                    "the one followed so far");
         }
 
         if (actl_follow_read_changes(fl, &more) != ACTL_OK) {

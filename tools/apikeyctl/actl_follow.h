@@ -14,6 +14,7 @@
 #include "actl.h"
 
 #include <libpq-fe.h>
+#include <sys/file.h>
 
 
 #define ACTL_FOLLOW_CHANNEL     "apikey_keys"
@@ -21,6 +22,7 @@
 #define ACTL_FOLLOW_BACKOFF_MAX 30000   /* ms */
 #define ACTL_FOLLOW_BATCH       25000   /* changes a write transaction */
 #define ACTL_FOLLOW_NFIELDS     11      /* the columns read, version last */
+#define ACTL_FOLLOW_SOURCE_LEN  128     /* "<system identifier>/<dbname>" */
 
 /* the states logged when they change */
 #define ACTL_FOLLOW_START       0
@@ -75,6 +77,10 @@ typedef struct {
     unsigned                synced:1;   /* meta has a version */
     unsigned                full:1;     /* a full sync is due */
     unsigned                foreign:1;  /* another writer: a full sync */
+
+    /* the PostgreSQL database: "" when it cannot tell, or none in meta */
+    char                    source[ACTL_FOLLOW_SOURCE_LEN + 1];
+    char                    source_meta[ACTL_FOLLOW_SOURCE_LEN + 1];
 } actl_follow_t;
 
 
@@ -94,6 +100,7 @@ int actl_follow_row(actl_follow_t *fl, char **f, size_t *len,
 
 /* actl_follow_write.c: the local database */
 
+int actl_follow_lock(actl_follow_t *fl);
 int actl_follow_check_env(actl_follow_t *fl);
 int actl_follow_load(actl_follow_t *fl);
 int actl_follow_write_all(actl_follow_t *fl);

@@ -98,6 +98,30 @@ actl_follow_connect(actl_follow_t *fl)
 
     PQclear(res);
 
+    /*
+     * which database this is: a replica has its primary's system
+     * identifier; another cluster, or another database of it, another
+     * source; unknown (no pg_control_system(), its EXECUTE revoked): ""
+     */
+
+    fl->source[0] = '\0';
+
+    res = PQexec(fl->conn, "SELECT system_identifier::text || '/' || "
+                           "current_database() FROM pg_control_system()");
+
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1
+        && PQgetlength(res, 0, 0) <= ACTL_FOLLOW_SOURCE_LEN)
+    {
+        memcpy(fl->source, PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0));
+        fl->source[PQgetlength(res, 0, 0)] = '\0';
+    }
+
+    PQclear(res);
+
+    if (PQstatus(fl->conn) != CONNECTION_OK) {
+        return ACTL_FAIL;
+    }
+
     return ACTL_OK;
 }
 

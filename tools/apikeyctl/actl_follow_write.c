@@ -33,6 +33,43 @@ static int actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch,
 
 
 /*
+ * One follower a database: two, of two PostgreSQL databases or of one,
+ * would each take the other's commits for another writer's and
+ * synchronise in full every round.  The lock is flock() on the data
+ * file LMDB opened (LMDB locks lock.mdb, with fcntl(), which flock()
+ * does not meet); no file of its own where nginx reads; the kernel
+ * drops it when the follower ends, however it ends.
+ */
+
+int
+actl_follow_lock(actl_follow_t *fl)
+{
+    int  fd, rc;
+
+    rc = mdb_env_get_fd(fl->ctx->env, &fd);
+    if (rc != MDB_SUCCESS) {
+        actl_mdb_error(fl->ctx, "mdb_env_get_fd", rc);
+        return ACTL_FAIL;
+    }
+
+    if (flock(fd, LOCK_EX|LOCK_NB) == 0) {
+        return ACTL_OK;
+    }
+
+    if (errno == EWOULDBLOCK) {
+        actl_error(fl->ctx, "another apikeyctl follow is running on \"%s\": "
+                   "one follower a database", fl->ctx->db);
+        return ACTL_INVALID;
+    }
+
+    actl_error(fl->ctx, "flock(\"%s/%s\") failed: %s", fl->ctx->db,
+               AKC_DATA_FILE, strerror(errno));
+
+    return ACTL_FAIL;
+}
+
+
+/*
  * The database at the path is still the one opened: one moved into
  * place, or deleted and made again, is for a new follower (systemd
  * starts one), which synchronises it in full.
@@ -76,6 +113,7 @@ int
 actl_follow_load(actl_follow_t *fl)
 {
     int          rc;
+    MDB_val      k, v;
     MDB_txn     *txn;
     const char  *name;
 
@@ -109,6 +147,24 @@ actl_follow_load(actl_follow_t *fl)
         if (rc == MDB_NOTFOUND) {
             /* an older follower's: a full synchronisation */
             fl->generation = 0;
+            rc = MDB_SUCCESS;
+        }
+    }
+
+    if (rc == MDB_SUCCESS) {
+        name = AKC_META_FOLLOW_SOURCE;
+
+        k.mv_size = sizeof(AKC_META_FOLLOW_SOURCE) - 1;
+        k.mv_data = AKC_META_FOLLOW_SOURCE;
+
+        rc = mdb_get(txn, fl->ctx->dbs.meta, &k, &v);
+
+        if (rc == MDB_SUCCESS && v.mv_size <= ACTL_FOLLOW_SOURCE_LEN) {
+            memcpy(fl->source_meta, v.mv_data, v.mv_size);
+            fl->source_meta[v.mv_size] = '\0';
+
+        } else if (rc == MDB_SUCCESS || rc == MDB_NOTFOUND) {
+            /* none, or not one: unknown */
             rc = MDB_SUCCESS;
         }
     }
@@ -404,6 +460,7 @@ actl_follow_write_all(actl_follow_t *fl)
     if (rc == ACTL_OK) {
         fl->generation = fl->produced;
         fl->foreign = 0;
+        memcpy(fl->source_meta, fl->source, sizeof(fl->source));
         (void) actl_import_report(fl->imp);
     }
 
@@ -424,6 +481,10 @@ actl_follow_write_changes(actl_follow_t *fl)
 
     if (rc == ACTL_OK) {
         fl->generation = fl->produced;
+
+        if (fl->source[0] != '\0') {
+            memcpy(fl->source_meta, fl->source, sizeof(fl->source));
+        }
     }
 
     return rc;
@@ -614,6 +675,7 @@ static int
 actl_follow_meta(actl_follow_t *fl, MDB_txn *txn)
 {
     int       rc;
+    MDB_val   k, v;
     uint64_t  g;
 
     rc = actl_follow_generation(fl, txn, 0, &g);
@@ -625,6 +687,15 @@ actl_follow_meta(actl_follow_t *fl, MDB_txn *txn)
 
     rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_GENERATION,
                           fl->produced);
+
+    if (rc == MDB_SUCCESS && fl->source[0] != '\0') {
+        k.mv_size = sizeof(AKC_META_FOLLOW_SOURCE) - 1;
+        k.mv_data = AKC_META_FOLLOW_SOURCE;
+        v.mv_size = strlen(fl->source);
+        v.mv_data = fl->source;
+
+        rc = mdb_put(txn, fl->ctx->dbs.meta, &k, &v, 0);
+    }
 
     if (rc == MDB_SUCCESS) {
         rc = akc_meta_put_u64(txn, &fl->ctx->dbs, AKC_META_FOLLOW_VERSION,
