@@ -2064,9 +2064,11 @@ ngx_http_apikey_watch_handler(ngx_event_t *ev)
 static void
 ngx_http_apikey_release_handler(ngx_event_t *ev)
 {
-    ngx_uint_t                 live;
-    sigjmp_buf                 jb;
-    ngx_http_apikey_handle_t  *h;
+    ngx_uint_t                           live;
+    sigjmp_buf                           jb;
+    ngx_http_apikey_env_t               *env;
+    ngx_http_apikey_handle_t            *h;
+    ngx_http_apikey_handle_t *volatile   cur;
 
     /*
      * a read transaction left renewed keeps the pages of its snapshot
@@ -2074,21 +2076,48 @@ ngx_http_apikey_release_handler(ngx_event_t *ev)
      * them while a burst of writes grows the data file
      */
 
+    cur = NULL;
+
     if (sigsetjmp(jb, 0) == 0) {
         ngx_http_apikey_fault_jmp = &jb;
 
         for (h = ngx_http_apikey_handles; h; h = h->next) {
+            cur = h;
+
             if (!h->used) {
                 ngx_http_apikey_txn_end(h);
             }
 
             h->used = 0;
         }
+
+        ngx_http_apikey_fault_jmp = NULL;
+
+    } else {
+
+        /* the reset faulted (a lock file cut short): as a read would */
+
+        ngx_http_apikey_fault_jmp = NULL;
+
+        h = cur;
+        h->live = 0;
+        h->broken = 1;
+
+        for (env = ngx_http_apikey_envs; env; env = env->next) {
+            if (env->handle == h) {
+                ngx_http_apikey_fault_error(ev->log, env, h,
+                                            NGX_HTTP_APIKEY_DAMAGED_READ);
+                ngx_http_apikey_env_detach(env);
+                env->next_open = ngx_time() + 1;
+            }
+        }
     }
 
-    ngx_http_apikey_fault_jmp = NULL;
-
-    /* armed again by the next renew once every snapshot has ended */
+    /*
+     * armed again by the next renew once every snapshot has ended; an
+     * exiting worker, which may still serve long requests, goes on too
+     * (the timer is cancelable)
+     */
 
     live = 0;
 
@@ -2096,7 +2125,7 @@ ngx_http_apikey_release_handler(ngx_event_t *ev)
         live |= h->live;
     }
 
-    if (live && !ngx_exiting) {
+    if (live) {
         ngx_add_timer(ev, NGX_HTTP_APIKEY_RELEASE);
     }
 }
@@ -3082,16 +3111,12 @@ ngx_http_apikey_db_stats(ngx_http_request_t *r, ngx_uint_t n,
     st->path = db->path;
 
     /*
-     * the files as they are now, not as they were up to a second ago:
-     * checked if open, opened if not (a scrape is rare)
+     * the files as they are now, not as they were up to a second ago;
+     * a database not open is opened at most once a second, as requests
+     * do: scrapes may come often
      */
 
-    if (db->env->handle != NULL) {
-        db->env->next_check = 0;
-
-    } else {
-        db->env->next_open = 0;
-    }
+    db->env->next_check = 0;
 
     h = ngx_http_apikey_env_usable(log, db);
     if (h == NULL) {
