@@ -12,11 +12,11 @@
 
 
 /*
- * LMDB writes at most 64 pages at a time: a write that the disk cut
- * short leaves less room than that
+ * LMDB writes at most 64 pages (of the system's page size) at a time: a
+ * write that the disk cut short leaves less room than that
  */
 
-#define ACTL_DISK_FULL_ROOM     (64 * 4096)
+#define ACTL_DISK_FULL_PAGES    64
 
 
 static int actl_disk_full(actl_ctx_t *ctx);
@@ -156,7 +156,7 @@ actl_disk_full(actl_ctx_t *ctx)
     room = (uint64_t) (geteuid() == 0 ? vfs.f_bfree : vfs.f_bavail)
            * vfs.f_frsize;
 
-    return room < ACTL_DISK_FULL_ROOM;
+    return room < (uint64_t) ACTL_DISK_FULL_PAGES * sysconf(_SC_PAGESIZE);
 }
 
 
@@ -215,8 +215,8 @@ actl_quote(const char *s, size_t len, char out[ACTL_QUOTE_LEN])
  * 6-character checksum) anywhere: such a value is never shown or stored
  * but as a key.  The checksum need not match: a key with one character
  * mistyped is still all but the whole secret; nor need the prefix or
- * the length: a run of 36 or more base62 characters of both cases is
- * taken for the body of a key (akc_key_run()).
+ * the length: a long run of urlsafe characters that looks random, as
+ * akc_key_run() defines it, is taken for a key too.
  */
 
 int
