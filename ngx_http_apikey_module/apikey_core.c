@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -1241,6 +1242,113 @@ akc_meta_put_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
     akc_put_u64(buf, value);
 
     return akc_meta_put(txn, dbs, name, buf, 8);
+}
+
+
+/*
+ * The numbers of a database, from an open read transaction: its meta
+ * entries (the follower's if it has them), its keys, its map and the
+ * reader slots held by live processes, but for the slot of the process
+ * "self" (0: none).  On an error, "what" names the entry or the call.
+ */
+
+static int akc_stats_reader(const char *msg, void *data);
+
+typedef struct {
+    akc_stats_t            *st;
+    long                    self;
+} akc_readers_t;
+
+
+int
+akc_stats(MDB_env *env, MDB_txn *txn, const akc_dbs_t *dbs, long self,
+    akc_stats_t *st, const char **what)
+{
+    int             rc;
+    MDB_stat        ms;
+    MDB_envinfo     info;
+    akc_readers_t   readers;
+
+    *what = AKC_META_FORMAT;
+    rc = akc_meta_get_u64(txn, dbs, AKC_META_FORMAT, &st->format);
+
+    if (rc == MDB_SUCCESS) {
+        *what = AKC_META_GENERATION;
+        rc = akc_meta_get_u64(txn, dbs, AKC_META_GENERATION,
+                              &st->generation);
+    }
+
+    if (rc == MDB_SUCCESS) {
+        *what = AKC_META_CHANGED;
+        rc = akc_meta_get_u64(txn, dbs, AKC_META_CHANGED, &st->changed);
+    }
+
+    if (rc == MDB_SUCCESS) {
+        *what = AKC_META_FOLLOW_VERSION;
+        rc = akc_meta_get_u64(txn, dbs, AKC_META_FOLLOW_VERSION,
+                              &st->follow_version);
+
+        if (rc == MDB_SUCCESS) {
+            *what = AKC_META_FOLLOW_SYNCED;
+            rc = akc_meta_get_u64(txn, dbs, AKC_META_FOLLOW_SYNCED,
+                                  &st->follow_synced);
+            st->followed = (rc == MDB_SUCCESS);
+
+        } else if (rc == MDB_NOTFOUND) {
+            rc = MDB_SUCCESS;
+        }
+    }
+
+    if (rc == MDB_SUCCESS) {
+        *what = "mdb_stat";
+        rc = mdb_stat(txn, dbs->keys, &ms);
+    }
+
+    if (rc == MDB_SUCCESS) {
+        *what = "mdb_env_info";
+        rc = mdb_env_info(env, &info);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return rc;
+    }
+
+    st->keys = ms.ms_entries;
+    st->map_size = info.me_mapsize;
+    st->map_used = ((uint64_t) info.me_last_pgno + 1) * ms.ms_psize;
+    st->readers_max = info.me_maxreaders;
+    st->readers_used = 0;
+
+    readers.st = st;
+    readers.self = self;
+
+    *what = "mdb_reader_list";
+
+    if (mdb_reader_list(env, akc_stats_reader, &readers) < 0) {
+        return EINVAL;
+    }
+
+    return MDB_SUCCESS;
+}
+
+
+/* one line of mdb_reader_list(): "pid thread txnid", or a header */
+
+static int
+akc_stats_reader(const char *msg, void *data)
+{
+    akc_readers_t  *readers = data;
+
+    char  *end;
+    long   pid;
+
+    pid = strtol(msg, &end, 10);
+
+    if (end != msg && pid > 0 && pid != readers->self) {
+        readers->st->readers_used++;
+    }
+
+    return 0;
 }
 
 

@@ -165,6 +165,23 @@ typedef struct {
 } akc_dbs_t;
 
 
+/* what "apikeyctl stats" and apikey_metrics report, read the same way */
+
+typedef struct {
+    uint64_t                format;
+    uint64_t                generation;
+    uint64_t                changed;
+    uint64_t                follow_version;     /* if followed */
+    uint64_t                follow_synced;
+    uint64_t                keys;
+    uint64_t                map_size;
+    uint64_t                map_used;
+    uint64_t                readers_used;       /* of live processes */
+    uint64_t                readers_max;
+    unsigned                followed:1;
+} akc_stats_t;
+
+
 int akc_init(void);
 
 int akc_secret_parse(akc_secret_t *secret, const char *text, size_t len);
@@ -216,6 +233,8 @@ int akc_meta_get_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
 int akc_meta_put_u64(MDB_txn *txn, const akc_dbs_t *dbs, const char *name,
     uint64_t value);
 const char *akc_meta_strerror(int rc);
+int akc_stats(MDB_env *env, MDB_txn *txn, const akc_dbs_t *dbs, long self,
+    akc_stats_t *st, const char **what);
 
 int akc_env_check(MDB_txn *txn, int write);
 int akc_auth_parse(const unsigned char *value, size_t len,

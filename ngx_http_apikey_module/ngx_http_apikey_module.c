@@ -286,8 +286,6 @@ static ngx_http_apikey_metrics_t *ngx_http_apikey_cycle_metrics(void);
 static ngx_int_t ngx_http_apikey_read_stats(ngx_log_t *log,
     ngx_http_apikey_db_t *db, ngx_http_apikey_handle_t *h,
     ngx_http_apikey_db_stats_t *st);
-static int ngx_http_apikey_count_reader(const char *msg, void *data);
-
 static ngx_int_t ngx_http_apikey_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 
@@ -3157,9 +3155,9 @@ static ngx_int_t
 ngx_http_apikey_read_stats(ngx_log_t *log, ngx_http_apikey_db_t *db,
     ngx_http_apikey_handle_t *h, ngx_http_apikey_db_stats_t *st)
 {
-    int          rc;
-    MDB_stat     ms;
-    MDB_envinfo  info;
+    int           rc;
+    const char   *what;
+    akc_stats_t   as;
 
     /* inside the fault guard of ngx_http_apikey_db_stats() */
 
@@ -3167,75 +3165,34 @@ ngx_http_apikey_read_stats(ngx_log_t *log, ngx_http_apikey_db_t *db,
         return NGX_ERROR;
     }
 
-    /* what apikeyctl stats reports, read the same way */
+    /* what apikeyctl stats reports, the scraping worker's slot counted */
 
-    (void) akc_meta_get_u64(h->txn, &h->dbs, AKC_META_GENERATION,
-                            &st->generation);
-    (void) akc_meta_get_u64(h->txn, &h->dbs, AKC_META_CHANGED, &st->changed);
+    ngx_memzero(&as, sizeof(akc_stats_t));
 
-    if (akc_meta_get_u64(h->txn, &h->dbs, AKC_META_FOLLOW_VERSION,
-                         &st->follow_version)
-        == MDB_SUCCESS)
-    {
-        st->follow = 1;
-        (void) akc_meta_get_u64(h->txn, &h->dbs, AKC_META_FOLLOW_SYNCED,
-                                &st->follow_synced);
-    }
+    rc = akc_stats(h->env, h->txn, &h->dbs, 0, &as, &what);
 
-    rc = mdb_stat(h->txn, h->dbs.keys, &ms);
     if (rc != MDB_SUCCESS) {
-        goto failed;
+        ngx_http_apikey_txn_end(h);
+        ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
+                                  "apikey database \"%s\": reading its "
+                                  "statistics failed: %s (%d: %s)",
+                                  db->env->path, what, rc,
+                                  mdb_strerror(rc));
+        return NGX_ERROR;
     }
 
-    st->keys = ms.ms_entries;
-
-    rc = mdb_env_info(h->env, &info);
-    if (rc != MDB_SUCCESS) {
-        goto failed;
-    }
-
-    st->map_size = info.me_mapsize;
-    st->map_used = ((uint64_t) info.me_last_pgno + 1) * ms.ms_psize;
-    st->readers_max = info.me_maxreaders;
-
-    if (mdb_reader_list(h->env, ngx_http_apikey_count_reader,
-                        &st->readers_used)
-        < 0)
-    {
-        rc = EINVAL;
-        goto failed;
-    }
+    st->generation = as.generation;
+    st->changed = as.changed;
+    st->follow = as.followed;
+    st->follow_version = as.follow_version;
+    st->follow_synced = as.follow_synced;
+    st->keys = as.keys;
+    st->map_size = as.map_size;
+    st->map_used = as.map_used;
+    st->readers_used = as.readers_used;
+    st->readers_max = as.readers_max;
 
     return NGX_OK;
-
-failed:
-
-    ngx_http_apikey_txn_end(h);
-    ngx_http_apikey_env_error(log, db->env, NGX_LOG_CRIT,
-                              "apikey database \"%s\": reading its "
-                              "statistics failed (%d: %s)", db->env->path,
-                              rc, mdb_strerror(rc));
-
-    return NGX_ERROR;
-}
-
-
-static int
-ngx_http_apikey_count_reader(const char *msg, void *data)
-{
-    uint64_t  *n = data;
-
-    /* a line of mdb_reader_list(): "pid thread txnid", or its header */
-
-    while (*msg == ' ') {
-        msg++;
-    }
-
-    if (*msg >= '1' && *msg <= '9') {
-        (*n)++;
-    }
-
-    return 0;
 }
 
 

@@ -21,18 +21,9 @@ typedef struct {
     uint64_t                not_yet_valid;
     uint64_t                damaged;
     uint64_t                data_size;
-    uint64_t                map_size;
-    uint64_t                map_used;
     uint64_t                percent;    /* of the map used, in 1/100 % */
-    uint64_t                readers_used;
-    uint64_t                readers_max;
-    uint64_t                format;
-    uint64_t                generation;
-    uint64_t                changed;
-    uint64_t                follow_version;     /* apikeyctl follow */
-    uint64_t                follow_synced;
     int64_t                 now;
-    unsigned                followed:1;
+    akc_stats_t             db;         /* meta, map and readers */
     char                    fingerprint[2 * ACTL_STATS_FP_LEN + 1];
 } actl_stats_t;
 
@@ -40,7 +31,6 @@ typedef struct {
 static int actl_stats_keys(actl_ctx_t *ctx, MDB_txn *txn,
     actl_stats_t *st);
 static int actl_stats_env(actl_ctx_t *ctx, MDB_txn *txn, actl_stats_t *st);
-static int actl_stats_reader(const char *msg, void *data);
 static int actl_stats_meta(actl_ctx_t *ctx, MDB_txn *txn,
     actl_stats_t *st);
 static void actl_stats_text(actl_stats_t *st);
@@ -156,18 +146,13 @@ actl_stats_keys(actl_ctx_t *ctx, MDB_txn *txn, actl_stats_t *st)
 }
 
 
-/*
- * The map is used up to the last page the meta page claims, freed
- * pages included: LMDB reuses them, but never gives them back.
- */
+/* the size of the data file, which never shrinks */
 
 static int
 actl_stats_env(actl_ctx_t *ctx, MDB_txn *txn, actl_stats_t *st)
 {
     int                rc;
-    MDB_stat           ms;
     struct stat        fst;
-    MDB_envinfo        info;
     mdb_filehandle_t   fd;
 
     rc = mdb_env_get_fd(ctx->env, &fd);
@@ -182,63 +167,9 @@ actl_stats_env(actl_ctx_t *ctx, MDB_txn *txn, actl_stats_t *st)
         return ACTL_FAIL;
     }
 
-    rc = mdb_env_stat(ctx->env, &ms);
-
-    if (rc == MDB_SUCCESS) {
-        rc = mdb_env_info(ctx->env, &info);
-    }
-
-    if (rc != MDB_SUCCESS) {
-        actl_mdb_error(ctx, "mdb_env_info", rc);
-        return ACTL_FAIL;
-    }
-
     st->data_size = (uint64_t) fst.st_size;
-    st->map_size = (uint64_t) info.me_mapsize;
-    st->map_used = ((uint64_t) info.me_last_pgno + 1) * ms.ms_psize;
-
-    if (st->map_size != 0) {
-        st->percent = st->map_used * 10000 / st->map_size;
-    }
-
-    st->readers_max = info.me_maxreaders;
-
-    /*
-     * The slots held by live processes: mdb_reader_check() has cleared
-     * those of dead ones when the environment was opened.  The slot of
-     * this read transaction is not counted: it is free again as soon as
-     * apikeyctl exits.
-     */
-
-    rc = mdb_reader_list(ctx->env, actl_stats_reader, st);
-    if (rc < 0) {
-        actl_error(ctx, "mdb_reader_list() failed");
-        return ACTL_FAIL;
-    }
 
     return ACTL_OK;
-}
-
-
-/* one line of mdb_reader_list(): "pid thread txnid", or a header */
-
-static int
-actl_stats_reader(const char *msg, void *data)
-{
-    actl_stats_t  *st = data;
-
-    char  *end;
-    long   pid;
-
-    pid = strtol(msg, &end, 10);
-
-    if (end == msg || pid <= 0 || (pid_t) pid == getpid()) {
-        return 0;
-    }
-
-    st->readers_used++;
-
-    return 0;
 }
 
 
@@ -249,35 +180,30 @@ actl_stats_meta(actl_ctx_t *ctx, MDB_txn *txn, actl_stats_t *st)
     MDB_val      k, v;
     const char  *name;
 
-    name = AKC_META_FORMAT;
-    rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->format);
+    /*
+     * The slots held by live processes: mdb_reader_check() has cleared
+     * those of dead ones when the environment was opened.  The slot of
+     * this read transaction is not counted: it is free again as soon as
+     * apikeyctl exits.
+     */
 
-    if (rc == MDB_SUCCESS) {
-        name = AKC_META_GENERATION;
-        rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->generation);
+    rc = akc_stats(ctx->env, txn, &ctx->dbs, (long) getpid(), &st->db,
+                   &name);
+
+    if (rc != MDB_SUCCESS && strncmp(name, "mdb_", 4) == 0) {
+        actl_mdb_error(ctx, name, rc);
+        return ACTL_FAIL;
     }
 
-    if (rc == MDB_SUCCESS) {
-        name = AKC_META_CHANGED;
-        rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->changed);
-    }
+    st->now = ctx->now;
 
-    if (rc == MDB_SUCCESS) {
-        name = AKC_META_FOLLOW_VERSION;
-        rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->follow_version);
+    /*
+     * the map is used up to the last page the meta page claims, freed
+     * pages included: LMDB reuses them, but never gives them back
+     */
 
-        if (rc == MDB_SUCCESS) {
-            name = AKC_META_FOLLOW_SYNCED;
-            rc = akc_meta_get_u64(txn, &ctx->dbs, name, &st->follow_synced);
-        }
-
-        if (rc == MDB_SUCCESS) {
-            st->followed = 1;
-            st->now = ctx->now;
-
-        } else if (rc == MDB_NOTFOUND) {
-            rc = MDB_SUCCESS;
-        }
+    if (st->db.map_size != 0) {
+        st->percent = st->db.map_used * 10000 / st->db.map_size;
     }
 
     if (rc == MDB_SUCCESS) {
@@ -326,34 +252,37 @@ actl_stats_text(actl_stats_t *st)
     actl_stats_line("data_size", "%llu bytes",
                     (unsigned long long) st->data_size);
     actl_stats_line("map_size", "%llu bytes",
-                    (unsigned long long) st->map_size);
+                    (unsigned long long) st->db.map_size);
     actl_stats_line("map_used", "%llu bytes (%llu.%02llu%%)",
-                    (unsigned long long) st->map_used,
+                    (unsigned long long) st->db.map_used,
                     (unsigned long long) st->percent / 100,
                     (unsigned long long) st->percent % 100);
     actl_stats_line("readers_used", "%llu",
-                    (unsigned long long) st->readers_used);
+                    (unsigned long long) st->db.readers_used);
     actl_stats_line("readers_free", "%llu of %llu",
-                    (unsigned long long) (st->readers_max - st->readers_used),
-                    (unsigned long long) st->readers_max);
-    actl_stats_line("format", "%llu", (unsigned long long) st->format);
+                    (unsigned long long) (st->db.readers_max
+                                          - st->db.readers_used),
+                    (unsigned long long) st->db.readers_max);
+    actl_stats_line("format", "%llu", (unsigned long long) st->db.format);
     actl_stats_line("fingerprint", "%s...", st->fingerprint);
     actl_stats_line("generation", "%llu",
-                    (unsigned long long) st->generation);
+                    (unsigned long long) st->db.generation);
     actl_stats_line("changed", "%s",
-                    (st->changed && st->changed <= INT64_MAX
-                     && akc_time_format((int64_t) st->changed, t))
+                    (st->db.changed && st->db.changed <= INT64_MAX
+                     && akc_time_format((int64_t) st->db.changed, t))
                     ? t : "-");
 
-    if (st->followed) {
+    if (st->db.followed) {
         actl_stats_line("follow_version", "%llu",
-                        (unsigned long long) st->follow_version);
+                        (unsigned long long) st->db.follow_version);
         actl_stats_line("follow_synced", "%s",
-                        (st->follow_synced && st->follow_synced <= INT64_MAX
-                         && akc_time_format((int64_t) st->follow_synced, t))
+                        (st->db.follow_synced
+                         && st->db.follow_synced <= INT64_MAX
+                         && akc_time_format((int64_t) st->db.follow_synced,
+                                            t))
                         ? t : "-");
         actl_stats_line("follow_lag", "%lld s",
-                        (long long) (st->now - (int64_t) st->follow_synced));
+                        (long long) (st->now - (int64_t) st->db.follow_synced));
     }
 
 #undef actl_stats_line
@@ -381,26 +310,26 @@ actl_stats_json(actl_ctx_t *ctx, actl_stats_t *st)
     actl_stats_int("not_yet_valid", st->not_yet_valid);
     actl_stats_int("damaged", st->damaged);
     actl_stats_int("data_size", st->data_size);
-    actl_stats_int("map_size", st->map_size);
-    actl_stats_int("map_used", st->map_used);
+    actl_stats_int("map_size", st->db.map_size);
+    actl_stats_int("map_used", st->db.map_used);
     json_object_set_new(obj, "map_used_percent",
                         json_real((double) st->percent / 100));
-    actl_stats_int("readers_used", st->readers_used);
-    actl_stats_int("readers_free", st->readers_max - st->readers_used);
-    actl_stats_int("readers_max", st->readers_max);
-    actl_stats_int("format", st->format);
+    actl_stats_int("readers_used", st->db.readers_used);
+    actl_stats_int("readers_free", st->db.readers_max - st->db.readers_used);
+    actl_stats_int("readers_max", st->db.readers_max);
+    actl_stats_int("format", st->db.format);
     actl_json_str(obj, "fingerprint", st->fingerprint,
                   2 * ACTL_STATS_FP_LEN);
-    actl_stats_int("generation", st->generation);
+    actl_stats_int("generation", st->db.generation);
     actl_json_time(obj, "changed",
-                   st->changed <= INT64_MAX ? (int64_t) st->changed : 0);
+                   st->db.changed <= INT64_MAX ? (int64_t) st->db.changed : 0);
 
-    if (st->followed) {
-        actl_stats_int("follow_version", st->follow_version);
+    if (st->db.followed) {
+        actl_stats_int("follow_version", st->db.follow_version);
         actl_json_time(obj, "follow_synced",
-                       st->follow_synced <= INT64_MAX
-                       ? (int64_t) st->follow_synced : 0);
-        actl_stats_int("follow_lag", st->now - (int64_t) st->follow_synced);
+                       st->db.follow_synced <= INT64_MAX
+                       ? (int64_t) st->db.follow_synced : 0);
+        actl_stats_int("follow_lag", st->now - (int64_t) st->db.follow_synced);
     }
 
 #undef actl_stats_int
