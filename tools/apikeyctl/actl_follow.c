@@ -152,7 +152,13 @@ actl_follow_run(actl_follow_t *fl)
         }
 
         if (fl->conn == NULL) {
-            if (actl_follow_connect(fl) != ACTL_OK) {
+            rc = actl_follow_connect(fl);
+
+            if (rc == ACTL_FOLLOW_LOCAL) {
+                return ACTL_FAIL;
+            }
+
+            if (rc != ACTL_OK) {
                 actl_follow_down(fl, "connect to PostgreSQL");
 
                 if (fl->once) {
@@ -167,8 +173,8 @@ actl_follow_run(actl_follow_t *fl)
         rc = actl_follow_round(fl);
         actl_follow_reset(fl);
 
-        if (rc == ACTL_FAIL && fl->conn == NULL) {
-            /* the local database failed: systemd starts again */
+        if (rc == ACTL_FOLLOW_LOCAL) {
+            /* the follower or its database failed: systemd starts again */
             return ACTL_FAIL;
         }
 
@@ -206,8 +212,8 @@ actl_follow_run(actl_follow_t *fl)
 
 /*
  * One round: the state of the table, then the whole table or the
- * changes, batch after batch.  ACTL_FAIL with the connection kept:
- * the local database failed; otherwise PostgreSQL did.
+ * changes, batch after batch.  ACTL_FOLLOW_LOCAL: the follower (out of
+ * memory) or the local database failed; ACTL_INVALID: PostgreSQL did.
  */
 
 static int
@@ -247,7 +253,13 @@ actl_follow_round(actl_follow_t *fl)
                                     "the one followed so far");
         }
 
-        if (actl_follow_read_changes(fl, &more) != ACTL_OK) {
+        rc = actl_follow_read_changes(fl, &more);
+
+        if (rc == ACTL_FOLLOW_LOCAL) {
+            goto failed;
+        }
+
+        if (rc != ACTL_OK) {
             return ACTL_INVALID;
         }
 
@@ -288,25 +300,32 @@ failed:
 
     actl_follow_disconnect(fl);
 
-    return ACTL_FAIL;
+    return ACTL_FOLLOW_LOCAL;
 }
 
 
 static int
 actl_follow_full(actl_follow_t *fl, const char *why)
 {
+    int        rc;
     uint64_t   from;
     PGresult  *res;
 
     from = fl->version;
     fl->full = 1;
 
-    if (actl_follow_read_all(fl) != ACTL_OK) {
-        fl->full = 0;
-        return ACTL_INVALID;
-    }
+    rc = actl_follow_read_all(fl);
 
     fl->full = 0;
+
+    if (rc == ACTL_FOLLOW_LOCAL) {
+        actl_follow_disconnect(fl);
+        return ACTL_FOLLOW_LOCAL;
+    }
+
+    if (rc != ACTL_OK) {
+        return ACTL_INVALID;
+    }
 
     res = PQexec(fl->conn, "COMMIT");
     PQclear(res);
@@ -317,7 +336,7 @@ actl_follow_full(actl_follow_t *fl, const char *why)
 
     if (actl_follow_write_all(fl) != ACTL_OK) {
         actl_follow_disconnect(fl);
-        return ACTL_FAIL;
+        return ACTL_FOLLOW_LOCAL;
     }
 
     fl->version = fl->target;

@@ -29,8 +29,14 @@
 #define ACTL_FOLLOW_UP          1
 #define ACTL_FOLLOW_DOWN        2
 
-/* a write refused: the database was written by another process */
-#define ACTL_FOLLOW_FOREIGN     5
+/*
+ * Internal answers, negative as ACTL_MAP_FULL and ACTL_UNCHANGED are,
+ * never taken for an exit code: a write refused, the database written
+ * by another process; a local failure (out of memory...) while reading
+ * PostgreSQL, which exits 1 rather than being retried as an outage.
+ */
+#define ACTL_FOLLOW_FOREIGN     -3
+#define ACTL_FOLLOW_LOCAL       -4
 
 
 /* one change: a row (in imp) or a tombstone, in version order */

@@ -9,9 +9,11 @@
  */
 
 
+#define _GNU_SOURCE     /* ppoll() */
+
 #include "actl_follow.h"
 
-#include <sys/select.h>
+#include <poll.h>
 
 
 /*
@@ -76,7 +78,7 @@ actl_follow_connect(actl_follow_t *fl)
 
     if (fl->conn == NULL) {
         actl_error(fl->ctx, "out of memory");
-        return ACTL_FAIL;
+        return ACTL_FOLLOW_LOCAL;
     }
 
     if (PQstatus(fl->conn) != CONNECTION_OK) {
@@ -205,6 +207,8 @@ actl_follow_notice(void *arg, const PGresult *res)
 /*
  * Opens the snapshot every read of this round uses, and reads the
  * low-water mark of the tombstones and the sequence's last value.
+ * The reads that follow: ACTL_FAIL when PostgreSQL failed,
+ * ACTL_FOLLOW_LOCAL when the follower did (out of memory).
  */
 
 int
@@ -281,6 +285,7 @@ actl_follow_read_all(actl_follow_t *fl)
 int
 actl_follow_read_changes(actl_follow_t *fl, int *more)
 {
+    int       rc;
     char      sql[1024];
     uint64_t  nrows;
 
@@ -302,8 +307,9 @@ actl_follow_read_changes(actl_follow_t *fl, int *more)
 
     fl->target = fl->version;
 
-    if (actl_follow_copy(fl, sql, &nrows) != ACTL_OK) {
-        return ACTL_FAIL;
+    rc = actl_follow_copy(fl, sql, &nrows);
+    if (rc != ACTL_OK) {
+        return rc;
     }
 
     *more = (nrows == ACTL_FOLLOW_BATCH);
@@ -366,6 +372,11 @@ actl_follow_copy(actl_follow_t *fl, const char *sql, uint64_t *nrows)
 
         sodium_memzero(buf, (size_t) n);
         PQfreemem(buf);
+
+        if (rc == ACTL_FOLLOW_LOCAL) {
+            /* the rest of the copy is dropped with the connection */
+            return ACTL_FOLLOW_LOCAL;
+        }
     }
 
     if (n == -2) {
@@ -577,23 +588,51 @@ actl_follow_u64(const char *s, uint64_t *v)
 
 /*
  * Waits ms milliseconds at most, less when a NOTIFY arrives or a signal
- * stops the follower; ACTL_FAIL when the connection is lost.
+ * stops the follower; ACTL_FAIL when the connection is lost.  SIGTERM
+ * and SIGINT are blocked from the check of the stop flag to ppoll(),
+ * which lets them in: one that comes in between is not left to wait
+ * for the timeout.  Anything else the server sends (a NOTICE...) is
+ * read, and the wait goes on until the same deadline.
  */
 
 int
 actl_follow_wait(actl_follow_t *fl, int64_t ms)
 {
-    int              fd, n, woken;
-    fd_set           rfds;
-    PGnotify        *nt;
-    struct timeval   tv;
+    int               n, rc, woken;
+    int64_t           left;
+    sigset_t          set, old, wait;
+    PGnotify         *nt;
+    struct pollfd     pfd;
+    struct timespec   deadline, now, ts;
 
+    (void) clock_gettime(CLOCK_MONOTONIC, &deadline);
+
+    deadline.tv_sec += ms / 1000;
+    deadline.tv_nsec += (ms % 1000) * 1000000;
+
+    if (deadline.tv_nsec >= 1000000000) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000;
+    }
+
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+
+    (void) sigprocmask(SIG_BLOCK, &set, &old);
+
+    wait = old;
+    sigdelset(&wait, SIGTERM);
+    sigdelset(&wait, SIGINT);
+
+    rc = ACTL_OK;
     woken = 0;
 
     for ( ;; ) {
         if (fl->conn != NULL) {
             if (PQconsumeInput(fl->conn) == 0) {
-                return ACTL_FAIL;
+                rc = ACTL_FAIL;
+                break;
             }
 
             while ((nt = PQnotifies(fl->conn)) != NULL) {
@@ -602,38 +641,33 @@ actl_follow_wait(actl_follow_t *fl, int64_t ms)
             }
         }
 
-        if (woken || actl_follow_stop || ms <= 0) {
-            return ACTL_OK;
+        (void) clock_gettime(CLOCK_MONOTONIC, &now);
+
+        left = (int64_t) (deadline.tv_sec - now.tv_sec) * 1000
+               + (deadline.tv_nsec - now.tv_nsec) / 1000000;
+
+        if (woken || actl_follow_stop || left <= 0) {
+            break;
         }
 
-        fd = (fl->conn != NULL) ? PQsocket(fl->conn) : -1;
+        pfd.fd = (fl->conn != NULL) ? PQsocket(fl->conn) : -1;
+        pfd.events = POLLIN;
+        pfd.revents = 0;
 
-        FD_ZERO(&rfds);
+        ts.tv_sec = left / 1000;
+        ts.tv_nsec = (left % 1000) * 1000000;
 
-        if (fd >= 0) {
-            FD_SET(fd, &rfds);
+        /* a negative fd is not polled: the timeout or a signal ends it */
+
+        n = ppoll(&pfd, 1, &ts, &wait);
+
+        if (n == -1 && errno != EINTR) {
+            actl_error(fl->ctx, "ppoll() failed: %s", strerror(errno));
+            break;
         }
-
-        tv.tv_sec = ms / 1000;
-        tv.tv_usec = (ms % 1000) * 1000;
-
-        n = select(fd + 1, &rfds, NULL, NULL, &tv);
-
-        if (n == 0) {
-            return ACTL_OK;
-        }
-
-        if (n == -1) {
-            if (errno == EINTR) {
-                continue;
-            }
-
-            actl_error(fl->ctx, "select() failed: %s", strerror(errno));
-            return ACTL_OK;
-        }
-
-        /* woken by data: what is left is waited for again */
-
-        ms = 0;
     }
+
+    (void) sigprocmask(SIG_SETMASK, &old, NULL);
+
+    return rc;
 }

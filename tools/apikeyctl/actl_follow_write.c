@@ -285,6 +285,7 @@ actl_follow_foreign(actl_follow_t *fl, uint64_t generation)
  * and version.  A row that import would refuse is logged with its id
  * and its version, and stands for its key's removal: a key PostgreSQL
  * holds in a state no node can serve is not served (fail closed).
+ * ACTL_FOLLOW_LOCAL: out of memory, not PostgreSQL's failure.
  */
 
 int
@@ -322,7 +323,7 @@ actl_follow_row(actl_follow_t *fl, char **f, size_t *len, int tombstone)
             changes = realloc(fl->changes, size * sizeof(actl_change_t));
             if (changes == NULL) {
                 actl_error(fl->ctx, "out of memory");
-                return ACTL_FAIL;
+                return ACTL_FOLLOW_LOCAL;
             }
 
             fl->changes = changes;
@@ -344,7 +345,7 @@ actl_follow_row(actl_follow_t *fl, char **f, size_t *len, int tombstone)
             && akc_id_valid(f[1], len[1]))
         {
             if (actl_follow_keep_id(fl, ch, f[1], len[1]) != ACTL_OK) {
-                return ACTL_FAIL;
+                return ACTL_FOLLOW_LOCAL;
             }
         }
 
@@ -376,7 +377,8 @@ actl_follow_row(actl_follow_t *fl, char **f, size_t *len, int tombstone)
     }
 
     if (rc != ACTL_INVALID) {
-        return rc;
+        /* out of memory: not PostgreSQL's failure */
+        return ACTL_FOLLOW_LOCAL;
     }
 
     fl->invalid++;
