@@ -1,6 +1,10 @@
 #!/usr/bin/perl
 
-# Tests apikeyctl follow as a daemon: SIGTERM during a long --poll (1h)
+# Tests apikeyctl follow as a daemon.  Idle, it leaves the database
+# alone: no commit a poll (generation, changed and the mtime of data.mdb
+# stay as they are; follow_synced is written with changes, and every
+# 30 s otherwise), and a change is still committed at once.  SIGTERM
+# during a long --poll (1h)
 # and during the backoff after PostgreSQL went away ends it with 0 at
 # once, not when the wait would have ended (ppoll() with SIGTERM blocked
 # outside it: a signal between the check of the stop flag and the wait
@@ -11,6 +15,7 @@ use warnings;
 
 use Test::More;
 
+use JSON::PP qw(decode_json);
 use POSIX qw(WNOHANG);
 use Time::HiRes qw(sleep time);
 
@@ -66,10 +71,59 @@ sub term {
     return undef;
 }
 
-# SIGTERM during a wait of --poll 1h
+sub stats { decode_json($t->ctl_ok('stats', '--format', 'json')) }
+
+sub mtime { (Time::HiRes::stat($t->db() . '/data.mdb'))[9] }
+
+sub valid { ($t->ctl('verify', $_[0]))[0] == 0 ? 1 : 0 }
+
+# idle: no commit; a change: committed at once
+
+my $key = $t->gen('--id', 'tmp');
+$t->ctl_ok('revoke', 'tmp');
+
+my $hash = $t->ctl_ok({ input => $key }, 'hash');
+chomp $hash;
 
 my $from = length follow_log();
-my $pid = $pg->follower($t, '--poll', '1h');
+my $pid = $pg->follower($t, '--poll', '100ms');
+
+ok(wait_log(qr/following PostgreSQL at version/, $from),
+   'idle: synchronised') or diag(follow_log());
+
+# the first round of a run writes follow_synced: after it, none
+
+sleep 0.5;
+
+my $st = stats();
+my $mtime = mtime();
+
+sleep 3;
+
+my $st2 = stats();
+
+is($st2->{generation}, $st->{generation}, 'idle: generation unchanged');
+is($st2->{changed}, $st->{changed}, 'idle: changed unchanged');
+is($st2->{follow_synced}, $st->{follow_synced},
+   'idle: follow_synced unchanged');
+is(mtime(), $mtime, 'idle: data.mdb not written');
+
+$pg->psql("INSERT INTO apikey_keys (hash, id) "
+          . "VALUES (decode('$hash', 'hex'), 'a')");
+
+my $end = time() + Apikey::Harness::scaled(20);
+sleep 0.1 while !valid($key) && time() < $end;
+
+ok(valid($key), 'a change: served');
+cmp_ok(stats()->{generation}, '>', $st->{generation},
+       'a change: committed');
+
+is(term($pid), 0, 'idle: SIGTERM, exit 0');
+
+# SIGTERM during a wait of --poll 1h
+
+$from = length follow_log();
+$pid = $pg->follower($t, '--poll', '1h');
 
 ok(wait_log(qr/following PostgreSQL at version/, $from),
    '--poll 1h: synchronised') or diag(follow_log());

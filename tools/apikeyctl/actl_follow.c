@@ -267,6 +267,10 @@ actl_follow_round(actl_follow_t *fl)
         PQclear(res);
 
         if (fl->nchanges == 0) {
+            if (!actl_follow_synced_due(fl)) {
+                return ACTL_OK;
+            }
+
             rc = actl_follow_write_synced(fl);
 
         } else {

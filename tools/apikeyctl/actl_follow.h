@@ -24,6 +24,12 @@
 #define ACTL_FOLLOW_NFIELDS     11      /* the columns read, version last */
 #define ACTL_FOLLOW_SOURCE_LEN  128     /* "<system identifier>/<dbname>" */
 
+/*
+ * Idle, follow_synced is written at most this often (s): a commit a
+ * poll would cost fsyncs, and every nginx worker a new snapshot
+ */
+#define ACTL_FOLLOW_SYNCED_EVERY 30
+
 /* the states logged when they change */
 #define ACTL_FOLLOW_START       0
 #define ACTL_FOLLOW_UP          1
@@ -67,6 +73,8 @@ typedef struct {
     uint64_t                last;       /* its sequence's last value */
     int64_t                 poll;       /* ms */
     int64_t                 backoff;    /* ms */
+    time_t                  synced_at;  /* follow_synced last written,
+                                           monotonic; 0: not yet */
     int                     state;
 
     actl_change_t          *changes;
@@ -111,6 +119,7 @@ int actl_follow_check_env(actl_follow_t *fl);
 int actl_follow_load(actl_follow_t *fl);
 int actl_follow_write_all(actl_follow_t *fl);
 int actl_follow_write_changes(actl_follow_t *fl);
+int actl_follow_synced_due(actl_follow_t *fl);
 int actl_follow_write_synced(actl_follow_t *fl);
 int actl_follow_check_writer(actl_follow_t *fl);
 void actl_follow_reset(actl_follow_t *fl);

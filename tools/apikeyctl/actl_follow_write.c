@@ -30,6 +30,7 @@ static int actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
     const unsigned char *hash);
 static int actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch,
     const char *id, size_t len);
+static time_t actl_follow_now(void);
 
 
 /*
@@ -460,6 +461,7 @@ actl_follow_write_all(actl_follow_t *fl)
     rc = actl_write(fl->ctx, actl_follow_all, fl);
 
     if (rc == ACTL_OK) {
+        fl->synced_at = actl_follow_now();
         fl->generation = fl->produced;
         fl->foreign = 0;
         memcpy(fl->source_meta, fl->source, sizeof(fl->source));
@@ -482,6 +484,7 @@ actl_follow_write_changes(actl_follow_t *fl)
     rc = actl_write(fl->ctx, actl_follow_changes, fl);
 
     if (rc == ACTL_OK) {
+        fl->synced_at = actl_follow_now();
         fl->generation = fl->produced;
 
         if (fl->source[0] != '\0') {
@@ -490,6 +493,22 @@ actl_follow_write_changes(actl_follow_t *fl)
     }
 
     return rc;
+}
+
+
+/*
+ * Nothing changed: is follow_synced due?  The first round of a run
+ * writes it, and then one every ACTL_FOLLOW_SYNCED_EVERY seconds; the
+ * commits that carry changes write it too.  An idle follower leaves
+ * the database alone in between: no fsync, and nginx's workers keep
+ * their snapshot.  follow_synced may be that old on a healthy node.
+ */
+
+int
+actl_follow_synced_due(actl_follow_t *fl)
+{
+    return fl->synced_at == 0
+           || actl_follow_now() - fl->synced_at >= ACTL_FOLLOW_SYNCED_EVERY;
 }
 
 
@@ -517,7 +536,13 @@ actl_follow_write_synced(actl_follow_t *fl)
     }
 
     if (rc == ACTL_OK) {
-        return actl_commit(fl->ctx, &txn);
+        rc = actl_commit(fl->ctx, &txn);
+
+        if (rc == ACTL_OK) {
+            fl->synced_at = actl_follow_now();
+        }
+
+        return rc;
     }
 
     mdb_txn_abort(txn);
@@ -531,6 +556,7 @@ actl_follow_write_synced(actl_follow_t *fl)
     rc = actl_write(fl->ctx, actl_follow_synced_grow, fl);
 
     if (rc == ACTL_OK) {
+        fl->synced_at = actl_follow_now();
         fl->generation = fl->produced;
     }
 
@@ -895,4 +921,19 @@ actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
     }
 
     return ACTL_OK;
+}
+
+
+/* seconds of CLOCK_MONOTONIC: a clock set back does not stop the writes */
+
+static time_t
+actl_follow_now(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+
+    /* never 0, which stands for "not yet" */
+
+    return ts.tv_sec + 1;
 }
