@@ -18,6 +18,10 @@
  * each name gets a row of the zone at configuration time, in the master,
  * and a location knows its row, so that counting a request is a few
  * instructions (ngx_http_apikey_metrics_request()).
+ *
+ * Label values come from the configuration (server names, database
+ * paths): they are escaped once, when configured, and a scrape copies
+ * them.
  */
 
 
@@ -36,7 +40,7 @@
  */
 #define NGX_HTTP_APIKEY_METRICS_OTHER     "(OTHER)"
 
-/* room for a sample's line, besides its label values */
+/* room for a sample's line, besides its escaped label values */
 #define NGX_HTTP_APIKEY_METRICS_LINE      256
 
 #define NGX_HTTP_APIKEY_METRICS_BUFSIZE   8192
@@ -92,7 +96,7 @@ typedef struct {
 static ngx_int_t ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 static ngx_uint_t ngx_http_apikey_metrics_row(ngx_http_apikey_metrics_sh_t *sh,
-    ngx_str_t *name);
+    ngx_str_t *label);
 static void ngx_http_apikey_metrics_cleanup(void *data);
 static void ngx_http_apikey_metrics_use(ngx_http_apikey_metrics_t *m,
     ngx_http_apikey_metrics_slot_t *slot, ngx_uint_t shared);
@@ -114,7 +118,6 @@ static ngx_int_t ngx_http_apikey_metrics_sample(
     ngx_uint_t nlabels, uint64_t value);
 static u_char *ngx_http_apikey_metrics_room(ngx_http_apikey_metrics_out_t *o,
     size_t size);
-static u_char *ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src);
 static size_t ngx_http_apikey_metrics_utf8(u_char *p, u_char *last);
 
 
@@ -277,6 +280,23 @@ ngx_http_apikey_metrics_server(ngx_conf_t *cf, ngx_http_apikey_metrics_t *m,
         }
     }
 
+    /*
+     * apart from the array, which moves as it grows: locations keep
+     * this pointer
+     */
+
+    srv = ngx_pcalloc(cf->pool, sizeof(ngx_http_apikey_metrics_server_t));
+    if (srv == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     srv->label = { 0, NULL };
+     *     srv->row = NULL;
+     */
+
     if (name->len > NGX_HTTP_APIKEY_METRICS_NAME_LEN) {
         ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
                            "apikey_metrics counts the requests of a server "
@@ -285,21 +305,9 @@ ngx_http_apikey_metrics_server(ngx_conf_t *cf, ngx_http_apikey_metrics_t *m,
                            NGX_HTTP_APIKEY_METRICS_NAME_LEN, (size_t) 32,
                            name->data);
 
-    } else if (m->names++ == NGX_HTTP_APIKEY_METRICS_SERVERS) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "apikey_metrics counts the requests of more than "
-                           "%d server names as server=\""
-                           NGX_HTTP_APIKEY_METRICS_OTHER "\", such as "
-                           "\"%V\"", NGX_HTTP_APIKEY_METRICS_SERVERS, name);
-    }
-
-    /*
-     * apart from the array, which moves as it grows: locations keep
-     * this pointer
-     */
-
-    srv = ngx_palloc(cf->pool, sizeof(ngx_http_apikey_metrics_server_t));
-    if (srv == NULL) {
+    } else if (ngx_http_apikey_metrics_escape(cf->pool, name, &srv->label)
+               != NGX_OK)
+    {
         return NULL;
     }
 
@@ -312,7 +320,6 @@ ngx_http_apikey_metrics_server(ngx_conf_t *cf, ngx_http_apikey_metrics_t *m,
 
     srv->name = *name;
     srv->index = NGX_HTTP_APIKEY_METRICS_SERVERS;
-    srv->row = NULL;
     srv->metrics = m;
 
     return srv;
@@ -324,7 +331,8 @@ ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
     ngx_http_apikey_metrics_t *m = shm_zone->data;
 
-    ngx_uint_t                          i;
+    ngx_str_t                          *first;
+    ngx_uint_t                          i, full;
     ngx_slab_pool_t                    *shpool;
     ngx_http_apikey_metrics_sh_t       *sh;
     ngx_http_apikey_metrics_server_t  **srv;
@@ -351,13 +359,39 @@ ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /*
      * Only the master writes names, here, while workers may read them:
-     * a name is whole before the count that shows it.
+     * a name is whole before the count that shows it.  Names are never
+     * taken out, as their counts stay: a zone that has had 64 names,
+     * over every configuration since it was made, counts a new one in
+     * the last row.  A name too long was warned of already.
      */
+
+    first = NULL;
+    full = 0;
 
     srv = m->servers.elts;
 
     for (i = 0; i < m->servers.nelts; i++) {
-        srv[i]->index = ngx_http_apikey_metrics_row(sh, &srv[i]->name);
+
+        if (srv[i]->name.len > NGX_HTTP_APIKEY_METRICS_NAME_LEN) {
+            continue;
+        }
+
+        srv[i]->index = ngx_http_apikey_metrics_row(sh, &srv[i]->label);
+
+        if (srv[i]->index == NGX_HTTP_APIKEY_METRICS_SERVERS && full++ == 0) {
+            first = &srv[i]->name;
+        }
+    }
+
+    if (full) {
+        ngx_log_error(NGX_LOG_WARN, shm_zone->shm.log, 0,
+                      "apikey_metrics counts the requests of more than %d "
+                      "server names as server=\""
+                      NGX_HTTP_APIKEY_METRICS_OTHER "\", such as \"%V\" "
+                      "(%ui names of this configuration; the zone keeps "
+                      "the names of every configuration since nginx "
+                      "started)",
+                      NGX_HTTP_APIKEY_METRICS_SERVERS, first, full);
     }
 
     return NGX_OK;
@@ -365,31 +399,32 @@ ngx_http_apikey_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
 
 static ngx_uint_t
-ngx_http_apikey_metrics_row(ngx_http_apikey_metrics_sh_t *sh, ngx_str_t *name)
+ngx_http_apikey_metrics_row(ngx_http_apikey_metrics_sh_t *sh, ngx_str_t *label)
 {
-    u_char      *p;
-    ngx_uint_t   i, n;
+    ngx_uint_t                       i, n;
+    ngx_http_apikey_metrics_name_t  *name;
+
+    /* names that look the same share a row: a series has one label set */
 
     n = sh->nservers;
 
     for (i = 0; i < n; i++) {
-        p = sh->names[i];
+        name = &sh->names[i];
 
-        if (p[0] == name->len && ngx_strncmp(p + 1, name->data, name->len) == 0)
+        if (name->len == label->len
+            && ngx_memcmp(name->data, label->data, label->len) == 0)
         {
             return i;
         }
     }
 
-    if (n == NGX_HTTP_APIKEY_METRICS_SERVERS
-        || name->len > NGX_HTTP_APIKEY_METRICS_NAME_LEN)
-    {
+    if (n == NGX_HTTP_APIKEY_METRICS_SERVERS) {
         return NGX_HTTP_APIKEY_METRICS_SERVERS;
     }
 
-    p = sh->names[n];
-    p[0] = (u_char) name->len;
-    ngx_memcpy(p + 1, name->data, name->len);
+    name = &sh->names[n];
+    name->len = (u_short) label->len;
+    ngx_memcpy(name->data, label->data, label->len);
 
     ngx_memory_barrier();
 
@@ -638,7 +673,6 @@ static ngx_int_t
 ngx_http_apikey_metrics_requests(ngx_http_apikey_metrics_out_t *o,
     ngx_http_apikey_metrics_sh_t *sh, ngx_http_apikey_metrics_sum_t *sum)
 {
-    u_char      *p;
     ngx_str_t    labels[4], server, status;
     ngx_uint_t   i, n, k, other;
 
@@ -663,9 +697,8 @@ ngx_http_apikey_metrics_requests(ngx_http_apikey_metrics_out_t *o,
     for (i = 0; i <= NGX_HTTP_APIKEY_METRICS_SERVERS; i++) {
 
         if (i < n) {
-            p = sh->names[i];
-            server.len = p[0];
-            server.data = p + 1;
+            server.len = sh->names[i].len;
+            server.data = sh->names[i].data;
 
         } else if (i == NGX_HTTP_APIKEY_METRICS_SERVERS && other) {
             ngx_str_set(&server, NGX_HTTP_APIKEY_METRICS_OTHER);
@@ -702,6 +735,7 @@ static ngx_int_t
 ngx_http_apikey_metrics_dbs(ngx_http_apikey_metrics_out_t *o)
 {
     ngx_int_t                         rc;
+    ngx_uint_t                        i;
     ngx_array_t                       stats;
     ngx_http_apikey_db_stats_t       *st;
     ngx_http_apikey_metrics_gauge_t  *g;
@@ -734,6 +768,21 @@ ngx_http_apikey_metrics_dbs(ngx_http_apikey_metrics_out_t *o)
     }
 
     st = stats.elts;
+
+    /*
+     * a path the module has not escaped when configured is escaped for
+     * this scrape
+     */
+
+    for (i = 0; i < stats.nelts; i++) {
+        if (st[i].label.data == NULL
+            && ngx_http_apikey_metrics_escape(o->request->pool, &st[i].path,
+                                              &st[i].label)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+    }
 
     for (g = ngx_http_apikey_metrics_gauges; g->name; g++) {
         if (ngx_http_apikey_metrics_db_gauge(o, g, st, stats.nelts)
@@ -776,7 +825,7 @@ ngx_http_apikey_metrics_db_gauge(ngx_http_apikey_metrics_out_t *o,
             return NGX_ERROR;
         }
 
-        ngx_http_apikey_metrics_label(labels, "db", &st[i].path);
+        ngx_http_apikey_metrics_label(labels, "db", &st[i].label);
 
         if (ngx_http_apikey_metrics_sample(o, g->name, labels, 1,
                                            *(uint64_t *) (p + g->field))
@@ -823,15 +872,12 @@ ngx_http_apikey_metrics_sample(ngx_http_apikey_metrics_out_t *o,
     size_t       len;
     ngx_uint_t   i;
 
-    /*
-     * labels: name and value pairs; a value escaped may triple (a byte
-     * replaced by U+FFFD, ngx_http_apikey_metrics_escape())
-     */
+    /* labels: name and value pairs, the values escaped already */
 
     len = NGX_HTTP_APIKEY_METRICS_LINE;
 
     for (i = 0; i < 2 * nlabels; i++) {
-        len += 3 * labels[i].len;
+        len += labels[i].len;
     }
 
     p = ngx_http_apikey_metrics_room(o, len);
@@ -846,7 +892,7 @@ ngx_http_apikey_metrics_sample(ngx_http_apikey_metrics_out_t *o,
         p = ngx_cpymem(p, labels[2 * i].data, labels[2 * i].len);
         *p++ = '=';
         *p++ = '"';
-        p = ngx_http_apikey_metrics_escape(p, &labels[2 * i + 1]);
+        p = ngx_cpymem(p, labels[2 * i + 1].data, labels[2 * i + 1].len);
         *p++ = '"';
     }
 
@@ -899,10 +945,11 @@ ngx_http_apikey_metrics_room(ngx_http_apikey_metrics_out_t *o, size_t size)
 }
 
 
-static u_char *
-ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src)
+ngx_int_t
+ngx_http_apikey_metrics_escape(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *label)
 {
-    u_char  c, *p, *last;
+    u_char  c, *p, *last, *dst;
     size_t  n;
 
     /*
@@ -912,11 +959,19 @@ ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src)
      * tools that split on other control characters: a byte that does
      * not begin a valid UTF-8 sequence, and a control character, C0 but
      * the line feed, DEL or C1, become U+FFFD, the replacement
-     * character, of 3 bytes.
+     * character, of 3 bytes.  Done once, when the value is configured:
+     * a scrape copies the label.
      */
 
-    p = src->data;
-    last = src->data + src->len;
+    dst = ngx_pnalloc(pool, 3 * value->len);
+    if (dst == NULL) {
+        return NGX_ERROR;
+    }
+
+    label->data = dst;
+
+    p = value->data;
+    last = value->data + value->len;
 
     while (p < last) {
         c = *p;
@@ -956,58 +1011,43 @@ ngx_http_apikey_metrics_escape(u_char *dst, ngx_str_t *src)
         p += n;
     }
 
-    return dst;
+    label->len = dst - label->data;
+
+    return NGX_OK;
 }
 
 
 static size_t
 ngx_http_apikey_metrics_utf8(u_char *p, u_char *last)
 {
-    size_t      n, i;
-    uint32_t    u, min;
+    u_char    *q;
+    size_t     n, i;
+    uint32_t   u;
 
     /*
-     * the length of the UTF-8 sequence at p, or 0 if it is not a valid
-     * one: cut short, overlong, a surrogate or past U+10FFFF
+     * the length of the valid UTF-8 sequence at p, or 0; besides what
+     * ngx_utf8_decode() rejects (a byte that cannot begin a sequence,
+     * one cut short, an overlong form, past U+10FFFF), a continuation
+     * byte not of the form 10xxxxxx, and a surrogate
      */
 
     if (*p < 0x80) {
         return 1;
     }
 
-    if (*p >= 0xc2 && *p <= 0xdf) {
-        n = 2;
-        u = *p & 0x1f;
-        min = 0x80;
+    q = p;
+    u = ngx_utf8_decode(&q, last - p);
 
-    } else if (*p >= 0xe0 && *p <= 0xef) {
-        n = 3;
-        u = *p & 0x0f;
-        min = 0x800;
-
-    } else if (*p >= 0xf0 && *p <= 0xf4) {
-        n = 4;
-        u = *p & 0x07;
-        min = 0x10000;
-
-    } else {
+    if (u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
         return 0;
     }
 
-    if ((size_t) (last - p) < n) {
-        return 0;
-    }
+    n = q - p;
 
     for (i = 1; i < n; i++) {
         if ((p[i] & 0xc0) != 0x80) {
             return 0;
         }
-
-        u = (u << 6) | (p[i] & 0x3f);
-    }
-
-    if (u < min || u > 0x10ffff || (u >= 0xd800 && u <= 0xdfff)) {
-        return 0;
     }
 
     return n;

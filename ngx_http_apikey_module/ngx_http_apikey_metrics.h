@@ -26,6 +26,10 @@
 #define NGX_HTTP_APIKEY_METRICS_SERVERS   64
 #define NGX_HTTP_APIKEY_METRICS_NAME_LEN  255
 
+/* a label value escaped: a byte may become 3, U+FFFD */
+#define NGX_HTTP_APIKEY_METRICS_LABEL_LEN                                   \
+    (3 * NGX_HTTP_APIKEY_METRICS_NAME_LEN)
+
 /* slots of processes; one more, shared, once they are all taken */
 #define NGX_HTTP_APIKEY_METRICS_SLOTS     128
 
@@ -40,12 +44,19 @@ typedef struct {
 } ngx_http_apikey_metrics_slot_t;
 
 
+/* a server's row in the zone, by its label: the name escaped */
+
+typedef struct {
+    u_short                       len;
+    u_char                        data[NGX_HTTP_APIKEY_METRICS_LABEL_LEN];
+} ngx_http_apikey_metrics_name_t;
+
+
 /* the zone: server names, then slots; it outlives reloads */
 
 typedef struct {
     ngx_atomic_t                  nservers;
-    u_char                        names[NGX_HTTP_APIKEY_METRICS_SERVERS]
-                                       [NGX_HTTP_APIKEY_METRICS_NAME_LEN + 1];
+    ngx_http_apikey_metrics_name_t  names[NGX_HTTP_APIKEY_METRICS_SERVERS];
     ngx_http_apikey_metrics_slot_t  slots[NGX_HTTP_APIKEY_METRICS_SLOTS + 1];
 } ngx_http_apikey_metrics_sh_t;
 
@@ -61,7 +72,6 @@ struct ngx_http_apikey_metrics_s {
     ngx_http_apikey_metrics_slot_t   *slot;     /* NULL: not claimed yet */
     ngx_uint_t                        shared;   /* slot is the shared one */
     ngx_array_t                       servers;  /* of pointers */
-    ngx_uint_t                        names;    /* that may get a row */
 };
 
 
@@ -72,6 +82,7 @@ struct ngx_http_apikey_metrics_s {
 
 typedef struct {
     ngx_str_t                         name;
+    ngx_str_t                         label;    /* name, escaped */
     ngx_uint_t                        index;    /* in the zone */
     ngx_atomic_uint_t                *row;      /* in this process's slot */
     ngx_http_apikey_metrics_t        *metrics;
@@ -82,6 +93,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                         path;
+    ngx_str_t                         label;    /* path escaped, or unset */
     uint64_t                          usable;
     uint64_t                          follow;   /* the follow_* are set */
     uint64_t                          generation;
@@ -103,6 +115,8 @@ ngx_http_apikey_metrics_slot_t *ngx_http_apikey_metrics_claim(
     ngx_http_apikey_metrics_t *m);
 void ngx_http_apikey_metrics_release(ngx_http_apikey_metrics_t *m);
 ngx_int_t ngx_http_apikey_metrics_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_apikey_metrics_escape(ngx_pool_t *pool, ngx_str_t *value,
+    ngx_str_t *label);
 
 /*
  * in ngx_http_apikey_module.c: the counters of the request's
