@@ -3,7 +3,12 @@
 # Tests apikeyctl follow as a daemon.  Idle, it leaves the database
 # alone: no commit a poll (generation, changed and the mtime of data.mdb
 # stay as they are; follow_synced is written with changes, and every
-# 30 s otherwise), and a change is still committed at once.  SIGTERM
+# 30 s otherwise), and a change is still committed at once.  Without a
+# CONNINFO argument, follow reads APIKEY_FOLLOW_CONNINFO (as the systemd
+# unit passes it): it works, and /proc/PID/cmdline, which every user
+# reads, holds none of it; one libpq cannot parse is a usage error that
+# names the variable, not its value; unset, libpq's PG* variables
+# apply.  SIGTERM
 # during a long --poll (1h)
 # and during the backoff after PostgreSQL went away ends it with 0 at
 # once, not when the wait would have ended (ppoll() with SIGTERM blocked
@@ -119,6 +124,89 @@ cmp_ok(stats()->{generation}, '>', $st->{generation},
        'a change: committed');
 
 is(term($pid), 0, 'idle: SIGTERM, exit 0');
+
+# the CONNINFO in the environment, a password in it (unused: the
+# server trusts its socket)
+
+my $secret_part = 'hunter2pw';
+my $conninfo = $pg->conninfo() . " password=$secret_part";
+
+$from = length follow_log();
+$pid = $pg->follower({ env => $conninfo }, $t, '--poll', '100ms');
+
+ok(wait_log(qr/following PostgreSQL at version/, $from),
+   'environment: synchronised') or diag(follow_log());
+
+my $cmdline = Apikey::Harness::slurp("/proc/$pid/cmdline") // '';
+$cmdline =~ s/\0/ /g;
+
+like($cmdline, qr/ follow --poll 100ms $/, 'environment: the command line')
+    or diag($cmdline);
+unlike($cmdline, qr/\Q$secret_part\E|host=|dbname=/,
+       'environment: no conninfo in /proc/PID/cmdline');
+
+$pg->psql("UPDATE apikey_keys SET disabled = true WHERE id = 'a'");
+
+$end = time() + Apikey::Harness::scaled(20);
+sleep 0.1 while valid($key) && time() < $end;
+
+ok(!valid($key), 'environment: a change followed');
+
+is(term($pid), 0, 'environment: SIGTERM, exit 0');
+
+# apikeyctl follow --once with an environment of its own
+
+sub once_env {
+    my (%env) = @_;
+
+    local %ENV = %ENV;
+    delete @ENV{grep { /^PG/ || $_ eq 'APIKEY_FOLLOW_CONNINFO' } keys %ENV};
+    @ENV{keys %env} = values %env;
+
+    my $err_file = $t->prefix() . '/once.err';
+    my $pid = fork() // die "fork: $!";
+
+    if ($pid == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $err_file or die;
+        exec 'timeout', '-s', 'KILL', Apikey::Harness::scaled(20),
+             $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), 'follow',
+             '--once'
+            or die "exec: $!";
+    }
+
+    waitpid($pid, 0);
+
+    return ($? >> 8, Apikey::Harness::slurp($err_file) // '');
+}
+
+my ($rc, $err) = once_env(APIKEY_FOLLOW_CONNINFO =>
+                          "host=h password='$secret_part");
+is($rc, 2, 'environment: a conninfo libpq cannot parse, exit 2');
+like($err, qr/^apikeyctl: follow: APIKEY_FOLLOW_CONNINFO is not a valid libpq connection string or URI \(not shown: it may hold a password\)$/m,
+     'environment: the variable named');
+unlike($err, qr/\Q$secret_part\E/, 'environment: its value not shown');
+
+my ($host, $port) = $pg->conninfo() =~ /host=(\S+) port=(\d+)/;
+
+($rc, $err) = once_env(PGHOST => $host, PGPORT => $port,
+                       PGUSER => 'postgres', PGDATABASE => 'postgres');
+is($rc, 0, 'no conninfo at all: libpq\'s PG* variables') or diag($err);
+
+($rc, $err) = once_env(APIKEY_FOLLOW_CONNINFO => '', PGHOST => $host,
+                       PGPORT => $port, PGUSER => 'postgres',
+                       PGDATABASE => 'postgres');
+is($rc, 0, 'an empty APIKEY_FOLLOW_CONNINFO: libpq\'s PG* variables')
+    or diag($err);
+
+($rc, $err) = once_env(APIKEY_FOLLOW_CONNINFO => $pg->conninfo(),
+                       PGHOST => '/nonexistent');
+is($rc, 0, 'APIKEY_FOLLOW_CONNINFO before the PG* variables')
+    or diag($err);
+
+is(($t->ctl('follow', '--once', 'a', 'b'))[0], 2,
+   'two CONNINFO: a usage error');
 
 # SIGTERM during a wait of --poll 1h
 

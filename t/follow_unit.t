@@ -21,8 +21,11 @@ my $t = Apikey::Harness->new()->require_apikeyctl();
 my $unit = Apikey::Harness::slurp($t->{root}
                                   . '/tools/apikeyctl-follow@.service');
 
-like($unit, qr{^ExecStart=/usr/sbin/apikeyctl -d /var/lib/apikey/%i follow \$APIKEY_FOLLOW_OPTIONS "\$\{APIKEY_FOLLOW_CONNINFO\}"$}m,
-     'ExecStart: the instance\'s database, the conninfo of its file');
+like($unit, qr{^ExecStart=/usr/sbin/apikeyctl -d /var/lib/apikey/%i follow \$APIKEY_FOLLOW_OPTIONS$}m,
+     'ExecStart: the instance\'s database, no conninfo on the command line '
+     . '(follow reads APIKEY_FOLLOW_CONNINFO of its file)');
+unlike($unit, qr/^ExecStart=.*CONNINFO/m,
+       'ExecStart: APIKEY_FOLLOW_CONNINFO not in argv (/proc/PID/cmdline)');
 like($unit, qr{^EnvironmentFile=/etc/apikey/follow-%i\.env$}m,
      'EnvironmentFile: one per instance');
 

@@ -83,12 +83,29 @@ actl_cmd_follow(actl_ctx_t *ctx, int argc, char **argv)
         return ACTL_OK;
     }
 
-    if (argc - optind != 1) {
+    if (argc - optind > 1) {
         return actl_usage_error(ctx, "expected one CONNINFO (a libpq "
-                                "connection string or URI)");
+                                "connection string or URI) at most");
     }
 
-    fl.conninfo = argv[optind];
+    /*
+     * No CONNINFO: APIKEY_FOLLOW_CONNINFO, where no other user reads it
+     * (an argument is in /proc/PID/cmdline for all to see); unset or
+     * empty: libpq's defaults and its PGHOST... variables.
+     */
+
+    if (argc - optind == 1) {
+        fl.conninfo = argv[optind];
+        fl.conninfo_name = "CONNINFO";
+
+    } else {
+        fl.conninfo = getenv(ACTL_FOLLOW_CONNINFO_ENV);
+        fl.conninfo_name = ACTL_FOLLOW_CONNINFO_ENV;
+
+        if (fl.conninfo == NULL) {
+            fl.conninfo = "";
+        }
+    }
 
     if (actl_follow_check_conninfo(&fl) != ACTL_OK) {
         return ACTL_USAGE;

@@ -18,6 +18,7 @@
 
 
 #define ACTL_FOLLOW_CHANNEL     "apikey_keys"
+#define ACTL_FOLLOW_CONNINFO_ENV "APIKEY_FOLLOW_CONNINFO"
 #define ACTL_FOLLOW_POLL_MS     1000
 #define ACTL_FOLLOW_BACKOFF_MAX 30000   /* ms */
 #define ACTL_FOLLOW_BATCH       25000   /* changes a write transaction */
@@ -62,6 +63,7 @@ typedef struct {
 typedef struct {
     actl_ctx_t             *ctx;
     const char             *conninfo;
+    const char             *conninfo_name;  /* where it came from */
     PGconn                 *conn;
     actl_import_t          *imp;
 

@@ -159,9 +159,9 @@ actl_follow_check_conninfo(actl_follow_t *fl)
     }
 
     if (opts == NULL) {
-        return actl_usage_error(fl->ctx, "CONNINFO is not a valid libpq "
+        return actl_usage_error(fl->ctx, "%s is not a valid libpq "
                                 "connection string or URI (not shown: it "
-                                "may hold a password)");
+                                "may hold a password)", fl->conninfo_name);
     }
 
     PQconninfoFree(opts);

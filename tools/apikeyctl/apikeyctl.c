@@ -69,7 +69,7 @@ static actl_cmd_t  actl_commands[] = {
     { "backup", actl_cmd_backup, "backup DEST" },
     { "restore", actl_cmd_restore, "restore [--force] [--dry-run] SRC" },
     { "follow", actl_cmd_follow,
-      "follow [--poll DURATION] [--once] CONNINFO | follow --print-schema" },
+      "follow [--poll DURATION] [--once] [CONNINFO] | follow --print-schema" },
     { "help", actl_cmd_help, "help" },
 
     { NULL, NULL, NULL }

@@ -15,6 +15,8 @@ package Apikey::Pg;
 #   my $standby = $pg->standby();             # pg_basebackup -R, started
 #   my $s = $pg->session(); $s->do($sql);     # one psql for many changes
 #   my $pid = $pg->follower($t, @args);       # apikeyctl follow, running
+#   my $pid = $pg->follower({ env => $conninfo }, $t, @args);
+#                                             # CONNINFO in the environment
 #   Apikey::Pg::matrix_skip();                # why not in a matrix run
 #
 # The servers are stopped (immediate) when the objects go.
@@ -239,10 +241,14 @@ sub psql {
 }
 
 # apikeyctl follow on the database of a harness, in the background,
-# its standard error appended to logs/follow.log there
+# its standard error appended to logs/follow.log there; with { env =>
+# CONNINFO } first, no CONNINFO argument: APIKEY_FOLLOW_CONNINFO
 
 sub follower {
-    my ($self, $t, @args) = @_;
+    my ($self, @args) = @_;
+
+    my $opts = ref $args[0] eq 'HASH' ? shift @args : {};
+    my $t = shift @args;
 
     my $log = $t->prefix() . '/logs/follow.log';
     my $pid = fork() // die "fork: $!";
@@ -251,8 +257,15 @@ sub follower {
         open STDIN, '<', '/dev/null';
         open STDOUT, '>>', $log or die "$log: $!";
         open STDERR, '>&', \*STDOUT;
+
+        if (exists $opts->{env}) {
+            $ENV{APIKEY_FOLLOW_CONNINFO} = $opts->{env};
+        } else {
+            push @args, $self->conninfo();
+        }
+
         exec $t->{apikeyctl}, '-d', $t->db(), '-s', $t->secret(), 'follow',
-             @args, $self->conninfo()
+             @args
             or die "exec: $!";
     }
 
