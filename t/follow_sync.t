@@ -298,9 +298,18 @@ is(verify($gk->{key}), 0, 'no schema: keys still served');
 
 # usage
 
-($rc, $out, $err) = $t->ctl('follow');
-is($rc, 2, 'no conninfo: exit 2');
-like($err, qr/expected one CONNINFO/, 'no conninfo: message');
+{
+    # no conninfo: APIKEY_FOLLOW_CONNINFO, then libpq's variables
+    # (t/follow_daemon.t); here neither reaches a server
+
+    local %ENV = %ENV;
+    delete @ENV{grep { /^PG/ } keys %ENV};
+    $ENV{APIKEY_FOLLOW_CONNINFO} = "host=$pg->{base}/none";
+
+    ($rc, $out, $err) = $t->ctl('follow', '--once');
+    is($rc, 1, 'no conninfo: APIKEY_FOLLOW_CONNINFO tried, exit 1');
+    like($err, qr/connect to PostgreSQL/, 'no conninfo: libpq says why');
+}
 ($rc, $out, $err) = $t->ctl('follow', $conn, 'x');
 is($rc, 2, 'two conninfos: exit 2');
 ($rc, $out, $err) = $t->ctl('follow', '--poll', '5x', $conn);
