@@ -486,6 +486,8 @@ int actl_cmd_revoke(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_disable(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_enable(actl_ctx_t *ctx, int argc, char **argv);
 int actl_cmd_expire(actl_ctx_t *ctx, int argc, char **argv);
+int actl_del_id(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id);
+int actl_del_hash(actl_ctx_t *ctx, MDB_txn *txn, const unsigned char *hash);
 
 
 /* actl_list.c: list, show, export */

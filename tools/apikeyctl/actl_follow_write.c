@@ -26,8 +26,6 @@ static int actl_follow_put(actl_follow_t *fl, MDB_txn *txn,
     actl_change_t *ch);
 static int actl_follow_del(actl_follow_t *fl, MDB_txn *txn,
     actl_change_t *ch);
-static int actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
-    const unsigned char *hash);
 static int actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch,
     const char *id, size_t len);
 static time_t actl_follow_now(void);
@@ -744,63 +742,34 @@ actl_follow_meta(actl_follow_t *fl, MDB_txn *txn)
 
 
 /*
- * A row: the key stored under its id before (another hash) goes, the
- * id its hash had before (another id) goes, and the record is put.
+ * A row: the key its id named (another hash, maybe) goes, and so does
+ * the key of its hash (under another id, maybe), both with their ids
+ * (actl_del_id(), actl_del_hash(): ids and keys stay in step, as with
+ * revoke); then the record and its id are put.
  */
 
 static int
 actl_follow_put(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
 {
-    int             rc;
-    MDB_val         k, v;
-    actl_row_t     *row;
-    const char     *id;
-    akc_record_t    old;
-    unsigned char   hash[AKC_HASH_LEN];
+    int          rc;
+    MDB_val      k, v;
+    actl_row_t  *row;
 
     row = &fl->imp->rows[ch->row];
-    id = (const char *) fl->imp->arena + row->off + row->len;
+
+    /* the id, in the arena after the record: not in the map */
 
     k.mv_size = row->id_len;
-    k.mv_data = (void *) id;
+    k.mv_data = fl->imp->arena + row->off + row->len;
 
-    rc = mdb_get(txn, fl->ctx->dbs.ids, &k, &v);
+    rc = actl_del_id(fl->ctx, txn, &k);
 
-    if (rc == MDB_SUCCESS && v.mv_size == AKC_HASH_LEN
-        && memcmp(v.mv_data, row->hash, AKC_HASH_LEN) != 0)
-    {
-        memcpy(hash, v.mv_data, AKC_HASH_LEN);
-
-        rc = actl_follow_del_hash(fl, txn, hash);
-        if (rc != ACTL_OK) {
-            return rc;
-        }
-
-    } else if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-        return actl_mdb_write_error(fl->ctx, "mdb_get", rc);
+    if (rc == ACTL_OK) {
+        rc = actl_del_hash(fl->ctx, txn, row->hash);
     }
 
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = row->hash;
-
-    rc = mdb_get(txn, fl->ctx->dbs.keys, &k, &v);
-
-    if (rc == MDB_SUCCESS) {
-        if (akc_record_decode(&old, v.mv_data, v.mv_size) == AKC_OK
-            && (old.id.len != row->id_len
-                || memcmp(old.id.data, id, row->id_len) != 0))
-        {
-            k.mv_size = old.id.len;
-            k.mv_data = (void *) old.id.data;
-
-            rc = mdb_del(txn, fl->ctx->dbs.ids, &k, NULL);
-            if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-                return actl_mdb_write_error(fl->ctx, "mdb_del", rc);
-            }
-        }
-
-    } else if (rc != MDB_NOTFOUND) {
-        return actl_mdb_write_error(fl->ctx, "mdb_get", rc);
+    if (rc != ACTL_OK) {
+        return rc;
     }
 
     k.mv_size = AKC_HASH_LEN;
@@ -812,7 +781,7 @@ actl_follow_put(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
 
     if (rc == MDB_SUCCESS) {
         k.mv_size = row->id_len;
-        k.mv_data = (void *) id;
+        k.mv_data = fl->imp->arena + row->off + row->len;
         v.mv_size = AKC_HASH_LEN;
         v.mv_data = row->hash;
 
@@ -832,92 +801,21 @@ actl_follow_put(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
 static int
 actl_follow_del(actl_follow_t *fl, MDB_txn *txn, actl_change_t *ch)
 {
-    int             rc;
-    MDB_val         k, v;
-    const char     *id;
-    unsigned char   hash[AKC_HASH_LEN];
-
-    id = fl->ids + ch->id_off;
+    int      rc;
+    MDB_val  k;
 
     if (ch->id_len > 0) {
         k.mv_size = ch->id_len;
-        k.mv_data = (void *) id;
+        k.mv_data = fl->ids + ch->id_off;
 
-        rc = mdb_get(txn, fl->ctx->dbs.ids, &k, &v);
-
-        if (rc == MDB_SUCCESS && v.mv_size == AKC_HASH_LEN) {
-            memcpy(hash, v.mv_data, AKC_HASH_LEN);
-
-            rc = actl_follow_del_hash(fl, txn, hash);
-            if (rc != ACTL_OK) {
-                return rc;
-            }
-
-            rc = mdb_del(txn, fl->ctx->dbs.ids, &k, NULL);
-        }
-
-        if (rc != MDB_SUCCESS && rc != MDB_NOTFOUND) {
-            return actl_mdb_write_error(fl->ctx, "mdb_del", rc);
+        rc = actl_del_id(fl->ctx, txn, &k);
+        if (rc != ACTL_OK) {
+            return rc;
         }
     }
 
     if (ch->has_hash) {
-        return actl_follow_del_hash(fl, txn, ch->hash);
-    }
-
-    return ACTL_OK;
-}
-
-
-/* the key of a hash goes, and its id with it */
-
-static int
-actl_follow_del_hash(actl_follow_t *fl, MDB_txn *txn,
-    const unsigned char *hash)
-{
-    int            rc;
-    char           old_id[AKC_ID_MAX_LEN];
-    size_t         old_len;
-    MDB_val        k, v;
-    akc_record_t   old;
-
-    k.mv_size = AKC_HASH_LEN;
-    k.mv_data = (void *) hash;
-
-    rc = mdb_get(txn, fl->ctx->dbs.keys, &k, &v);
-
-    if (rc == MDB_NOTFOUND) {
-        return ACTL_OK;
-    }
-
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(fl->ctx, "mdb_get", rc);
-    }
-
-    old_len = 0;
-
-    if (akc_record_decode(&old, v.mv_data, v.mv_size) == AKC_OK
-        && old.id.len <= AKC_ID_MAX_LEN)
-    {
-        old_len = old.id.len;
-        memcpy(old_id, old.id.data, old_len);
-    }
-
-    rc = mdb_del(txn, fl->ctx->dbs.keys, &k, NULL);
-
-    if (rc == MDB_SUCCESS && old_len > 0) {
-        k.mv_size = old_len;
-        k.mv_data = old_id;
-
-        rc = mdb_del(txn, fl->ctx->dbs.ids, &k, NULL);
-
-        if (rc == MDB_NOTFOUND) {
-            rc = MDB_SUCCESS;
-        }
-    }
-
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(fl->ctx, "mdb_del", rc);
+        return actl_del_hash(fl->ctx, txn, ch->hash);
     }
 
     return ACTL_OK;

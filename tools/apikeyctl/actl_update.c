@@ -51,7 +51,7 @@ static int actl_id_missing(actl_ctx_t *ctx, MDB_txn *txn, const char *id);
 static int actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id,
     actl_op_e op, int64_t at, int *changed);
 static int actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
-    const akc_record_t *rec, unsigned char *hash);
+    const akc_record_t *rec);
 static int actl_unlink(actl_ctx_t *ctx, MDB_txn *txn, const akc_str_t *link,
     MDB_val *id, int forward);
 
@@ -525,7 +525,7 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
 
     if (op == ACTL_OP_REVOKE) {
         *changed = 1;
-        return actl_revoke_one(ctx, txn, &k, &rec, hash);
+        return actl_revoke_one(ctx, txn, &k, &rec);
     }
 
     /* a key already as asked is left as it is */
@@ -582,11 +582,10 @@ actl_update_one(actl_ctx_t *ctx, MDB_txn *txn, const char *id, actl_op_e op,
 
 static int
 actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
-    const akc_record_t *rec, unsigned char *hash)
+    const akc_record_t *rec)
 {
     int        rc;
     char       buf[2 * AKC_ID_MAX_LEN];
-    MDB_val    k;
     akc_str_t  replaces, replaced_by;
 
     /* rec points into the map: its links are copied before the deletes */
@@ -614,17 +613,9 @@ actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
         memcpy(buf + AKC_ID_MAX_LEN, rec->replaced_by.data, replaced_by.len);
     }
 
-    rc = mdb_del(txn, ctx->dbs.ids, id, NULL);
-
-    if (rc == MDB_SUCCESS) {
-        k.mv_size = AKC_HASH_LEN;
-        k.mv_data = hash;
-
-        rc = mdb_del(txn, ctx->dbs.keys, &k, NULL);
-    }
-
-    if (rc != MDB_SUCCESS) {
-        return actl_mdb_write_error(ctx, "mdb_del", rc);
+    rc = actl_del_id(ctx, txn, id);
+    if (rc != ACTL_OK) {
+        return rc;
     }
 
     rc = actl_unlink(ctx, txn, &replaces, id, 1);
@@ -634,6 +625,117 @@ actl_revoke_one(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id,
     }
 
     return rc;
+}
+
+
+/*
+ * A key removed, ids and keys kept in step (revoke, and the changes of
+ * apikeyctl follow).  By id: the id, and the key it names.  By hash:
+ * the key, and its id when that id names it.  Neither there: ACTL_OK.
+ * For write handlers: ACTL_MAP_FULL is handed on.  The id given must
+ * not point into the map, which a delete may change; what is read
+ * there is copied before the deletes.
+ */
+
+int
+actl_del_id(actl_ctx_t *ctx, MDB_txn *txn, MDB_val *id)
+{
+    int            rc, has_hash;
+    MDB_val        v;
+    unsigned char  hash[AKC_HASH_LEN];
+
+    rc = mdb_get(txn, ctx->dbs.ids, id, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return ACTL_OK;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_get", rc);
+    }
+
+    /* an entry that is not a hash names no key: it goes alone */
+
+    has_hash = (v.mv_size == AKC_HASH_LEN);
+
+    if (has_hash) {
+        memcpy(hash, v.mv_data, AKC_HASH_LEN);
+    }
+
+    rc = mdb_del(txn, ctx->dbs.ids, id, NULL);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_del", rc);
+    }
+
+    return has_hash ? actl_del_hash(ctx, txn, hash) : ACTL_OK;
+}
+
+
+int
+actl_del_hash(actl_ctx_t *ctx, MDB_txn *txn, const unsigned char *hash)
+{
+    int            rc;
+    char           id[AKC_ID_MAX_LEN];
+    MDB_val        k, v;
+    akc_record_t   rec;
+
+    k.mv_size = AKC_HASH_LEN;
+    k.mv_data = (void *) hash;
+
+    rc = mdb_get(txn, ctx->dbs.keys, &k, &v);
+
+    if (rc == MDB_NOTFOUND) {
+        return ACTL_OK;
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_get", rc);
+    }
+
+    /* a record that does not decode still goes; its id cannot be told */
+
+    if (akc_record_decode(&rec, v.mv_data, v.mv_size) != AKC_OK
+        || rec.id.len > AKC_ID_MAX_LEN)
+    {
+        rec.id.len = 0;
+    }
+
+    if (rec.id.len) {
+        memcpy(id, rec.id.data, rec.id.len);
+    }
+
+    rc = mdb_del(txn, ctx->dbs.keys, &k, NULL);
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_del", rc);
+    }
+
+    if (rec.id.len == 0) {
+        return ACTL_OK;
+    }
+
+    k.mv_size = rec.id.len;
+    k.mv_data = id;
+
+    rc = mdb_get(txn, ctx->dbs.ids, &k, &v);
+
+    if (rc == MDB_NOTFOUND
+        || (rc == MDB_SUCCESS
+            && (v.mv_size != AKC_HASH_LEN
+                || memcmp(v.mv_data, hash, AKC_HASH_LEN) != 0)))
+    {
+        /* the id names another key, or none: it stays */
+        return ACTL_OK;
+    }
+
+    if (rc == MDB_SUCCESS) {
+        rc = mdb_del(txn, ctx->dbs.ids, &k, NULL);
+    }
+
+    if (rc != MDB_SUCCESS) {
+        return actl_mdb_write_error(ctx, "mdb_del", rc);
+    }
+
+    return ACTL_OK;
 }
 
 
