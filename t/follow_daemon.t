@@ -13,7 +13,9 @@
 # and during the backoff after PostgreSQL went away ends it with 0 at
 # once, not when the wait would have ended (ppoll() with SIGTERM blocked
 # outside it: a signal between the check of the stop flag and the wait
-# is not lost).
+# is not lost).  Out of memory (an address space limit, prlimit) while
+# it reads the table: exit 1 at once, for systemd to start it again,
+# not "PostgreSQL unreachable" and a retry for ever.
 
 use strict;
 use warnings;
@@ -239,5 +241,58 @@ sleep 0.5;
 is(term($pid), 0, 'backoff: SIGTERM ends the wait, exit 0');
 
 $pg->start();
+
+# out of memory in a full synchronisation: its address space limited to
+# what an idle follower takes and 16 MB, for a table of 300,000 rows
+# (their records take more)
+
+SKIP: {
+    skip 'prlimit (util-linux) not installed', 4
+        unless -x '/usr/bin/prlimit';
+
+    $from = length follow_log();
+    $pid = $pg->follower($t, '--poll', '1h');
+
+    ok(wait_log(qr/following PostgreSQL at version/, $from),
+       'out of memory: an idle follower');
+
+    my ($vm) = (Apikey::Harness::slurp("/proc/$pid/status") // '')
+               =~ /^VmSize:\s+(\d+) kB/m;
+
+    is(term($pid), 0, 'out of memory: the idle follower stopped');
+
+    $pg->psql("INSERT INTO apikey_keys (hash, id) "
+              . "SELECT decode(md5(i::text) || md5(i::text || 'x'), 'hex'), "
+              . "'n' || i FROM generate_series(1, 300000) i");
+
+    # a database of its own: a first synchronisation
+
+    my $t2 = Apikey::Harness->new()->require_apikeyctl();
+    $t2->init_db();
+
+    my $err_file = $t2->prefix() . '/oom.err';
+    my $child = fork() // die "fork: $!";
+
+    if ($child == 0) {
+        open STDIN, '<', '/dev/null';
+        open STDOUT, '>', '/dev/null';
+        open STDERR, '>', $err_file or die;
+        exec '/usr/bin/prlimit', '--as=' . ($vm + 16 * 1024) * 1024,
+             'timeout', '-s', 'KILL', Apikey::Harness::scaled(20),
+             $t2->{apikeyctl}, '-d', $t2->db(), '-s', $t2->secret(),
+             'follow', '--poll', '1h', $pg->conninfo()
+            or die "exec: $!";
+    }
+
+    waitpid($child, 0);
+
+    my $rc = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+    my $err = Apikey::Harness::slurp($err_file) // '';
+
+    is($rc, 1, 'out of memory: exit 1, at once (not retried)')
+        or diag($err);
+    unlike($err, qr/unreachable|trying again|connection lost/,
+           'out of memory: not taken for PostgreSQL\'s failure');
+}
 
 done_testing();
