@@ -735,7 +735,6 @@ static ngx_int_t
 ngx_http_apikey_metrics_dbs(ngx_http_apikey_metrics_out_t *o)
 {
     ngx_int_t                         rc;
-    ngx_uint_t                        i;
     ngx_array_t                       stats;
     ngx_http_apikey_db_stats_t       *st;
     ngx_http_apikey_metrics_gauge_t  *g;
@@ -768,21 +767,6 @@ ngx_http_apikey_metrics_dbs(ngx_http_apikey_metrics_out_t *o)
     }
 
     st = stats.elts;
-
-    /*
-     * a path the module has not escaped when configured is escaped for
-     * this scrape
-     */
-
-    for (i = 0; i < stats.nelts; i++) {
-        if (st[i].label.data == NULL
-            && ngx_http_apikey_metrics_escape(o->request->pool, &st[i].path,
-                                              &st[i].label)
-               != NGX_OK)
-        {
-            return NGX_ERROR;
-        }
-    }
 
     for (g = ngx_http_apikey_metrics_gauges; g->name; g++) {
         if (ngx_http_apikey_metrics_db_gauge(o, g, st, stats.nelts)

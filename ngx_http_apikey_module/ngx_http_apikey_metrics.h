@@ -93,7 +93,7 @@ typedef struct {
 
 typedef struct {
     ngx_str_t                         path;
-    ngx_str_t                         label;    /* path escaped, or unset */
+    ngx_str_t                         label;    /* path, escaped */
     uint64_t                          usable;
     uint64_t                          follow;   /* the follow_* are set */
     uint64_t                          generation;

@@ -129,6 +129,8 @@ struct ngx_http_apikey_env_s {
 
 typedef struct {
     ngx_str_t                   path;
+    ngx_str_t                   label;      /* path, as apikey_metrics
+                                               labels it */
     ngx_http_apikey_secret_t   *secret;
     ngx_http_apikey_env_t      *env;
 } ngx_http_apikey_db_t;
@@ -3107,6 +3109,7 @@ ngx_http_apikey_db_stats(ngx_http_request_t *r, ngx_uint_t n,
 
     ngx_memzero(st, sizeof(ngx_http_apikey_db_stats_t));
     st->path = db->path;
+    st->label = db->label;
 
     /*
      * the files as they are now, not as they were up to a second ago;
@@ -3603,6 +3606,12 @@ ngx_http_apikey_add_db(ngx_conf_t *cf, ngx_str_t *path,
 
     db->path = full;
     db->secret = secret;
+
+    if (ngx_http_apikey_metrics_escape(cf->pool, &full, &db->label)
+        != NGX_OK)
+    {
+        return NULL;
+    }
 
     /* the process-wide entry; the environment is opened in workers only */
 
