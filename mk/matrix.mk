@@ -125,7 +125,8 @@ test-$(1): deps-test all $(CORE_TEST) matrix-$(1)
 	    $(MATRIX_OTHER_TESTS)
 	APIKEY_BUILD=$(CURDIR)/$(MATRIX_DIR)/$(1)/apikey \
 	    TEST_NGINX_BINARY=$(CURDIR)/$(MATRIX_DIR)/$(1)/objs/nginx \
-	    MALLOC_PERTURB_=165 prove -I t/lib $(MATRIX_NGINX_TESTS)
+	    MALLOC_PERTURB_=165 prove -j$(TEST_JOBS) -I t/lib \
+	        $(MATRIX_NGINX_TESTS)
 
 else
 
