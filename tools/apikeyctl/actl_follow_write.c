@@ -37,7 +37,9 @@ static time_t actl_follow_now(void);
  * synchronise in full every round.  The lock is flock() on the data
  * file LMDB opened (LMDB locks lock.mdb, with fcntl(), which flock()
  * does not meet); no file of its own where nginx reads; the kernel
- * drops it when the follower ends, however it ends.
+ * drops it when the follower ends, however it ends.  Another
+ * follower found: exit 1, which systemd restarts, as the other (a
+ * follow --once from cron) ends soon.
  */
 
 int
@@ -58,7 +60,7 @@ actl_follow_lock(actl_follow_t *fl)
     if (errno == EWOULDBLOCK) {
         actl_error(fl->ctx, "another apikeyctl follow is running on \"%s\": "
                    "one follower a database", fl->ctx->db);
-        return ACTL_INVALID;
+        return ACTL_FAIL;
     }
 
     actl_error(fl->ctx, "flock(\"%s/%s\") failed: %s", fl->ctx->db,
