@@ -5,7 +5,9 @@
 # cannot parse is a usage error (exit 2) said without the string (it
 # may hold a password, which libpq's own message quotes); a database
 # made with another secret exits 3.  Neither retries.  A PostgreSQL
-# that is away is not a configuration error: exit 1 with --once.
+# that is away is not a configuration error: exit 1 with --once.  The
+# schema's limits are in bytes (octet_length()), as the nodes count
+# them: a row the nodes would refuse is refused at INSERT.
 
 use strict;
 use warnings;
@@ -24,6 +26,32 @@ $t->init_db();
 
 my $pg = Apikey::Pg->new();
 $pg->psql($t->ctl_ok('follow', '--print-schema'));
+
+# the schema's limits are in bytes, as the nodes': 256 x U+00E9 (512
+# bytes in UTF-8) in subject is refused at INSERT, 128 of them (256
+# bytes) taken; 65 in id (130 bytes) refused
+
+my $e = "\xc3\xa9";
+my $hash = "decode(repeat('ab', 32), 'hex')";
+
+for my $row (["'k1', repeat('$e', 256)", 0, 'subject of 256 x U+00E9'],
+             ["'k1', repeat('$e', 128)", 1, 'subject of 128 x U+00E9'],
+             ["repeat('$e', 65), NULL", 0, 'id of 65 x U+00E9'])
+{
+    my ($values, $taken, $what) = @$row;
+
+    my ($rc, $out) = $pg->psql("INSERT INTO apikey_keys (hash, id, subject) "
+                               . "VALUES ($hash, $values)", may_fail => 1);
+
+    if ($taken) {
+        is($rc, 0, "$what: taken") or diag($out);
+    } else {
+        isnt($rc, 0, "$what: refused by PostgreSQL at INSERT");
+        like($out, qr/violates check constraint/, "$what: by its CHECK");
+    }
+}
+
+$pg->psql("DELETE FROM apikey_keys");
 
 
 # apikeyctl follow, stopped after 20 s if it retries
