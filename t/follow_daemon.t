@@ -15,7 +15,9 @@
 # outside it: a signal between the check of the stop flag and the wait
 # is not lost).  Out of memory (an address space limit, prlimit) while
 # it reads the table: exit 1 at once, for systemd to start it again,
-# not "PostgreSQL unreachable" and a retry for ever.
+# not "PostgreSQL unreachable" and a retry for ever.  lock.mdb deleted
+# by hand under it: exit 1 too, and the follower started again makes it
+# anew, with the group and mode of init.
 
 use strict;
 use warnings;
@@ -241,6 +243,54 @@ sleep 0.5;
 is(term($pid), 0, 'backoff: SIGTERM ends the wait, exit 0');
 
 $pg->start();
+
+# lock.mdb deleted by hand under a running follower: it exits 1 before
+# its next round, and the follower started again (as systemd does)
+# makes it anew, of the group and mode init gave it
+
+my $lock = $t->db() . '/lock.mdb';
+my @data = stat($t->db() . '/data.mdb');
+
+$from = length follow_log();
+$pid = $pg->follower($t, '--poll', '100ms');
+
+ok(wait_log(qr/following PostgreSQL at version/, $from),
+   'lock.mdb deleted: synchronised');
+
+unlink $lock or die "unlink $lock: $!";
+
+$end = time() + Apikey::Harness::scaled(20);
+my $exit;
+
+while (time() < $end) {
+    if (waitpid($pid, WNOHANG) == $pid) {
+        $exit = $? >> 8;
+        last;
+    }
+
+    sleep 0.1;
+}
+
+is($exit, 1, 'lock.mdb deleted: exit 1, for systemd to start it again')
+    or term($pid);
+like(substr(follow_log(), $from), qr/^apikeyctl: follow: "\Q$lock\E" is no longer the lock file of the database followed \(deleted or replaced\): exiting, to be started again, which makes it anew$/m,
+     'lock.mdb deleted: the reason') or diag(follow_log());
+
+$from = length follow_log();
+$pid = $pg->follower($t, '--poll', '100ms');
+
+ok(wait_log(qr/following PostgreSQL at version/, $from),
+   'lock.mdb deleted: the follower started again follows')
+    or diag(follow_log());
+
+my @lst = stat($lock);
+
+ok(@lst, 'lock.mdb deleted: made anew');
+is(sprintf('%04o', $lst[2] & 07777), $data[2] & 040 ? '0660' : '0600',
+   'lock.mdb deleted: the mode init gives it');
+is($lst[5], $data[5], 'lock.mdb deleted: the group of data.mdb');
+
+is(term($pid), 0, 'lock.mdb deleted: SIGTERM, exit 0');
 
 # out of memory in a full synchronisation: its address space limited to
 # what an idle follower takes and 16 MB, for a table of 300,000 rows

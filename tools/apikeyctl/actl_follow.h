@@ -78,6 +78,7 @@ typedef struct {
     time_t                  synced_at;  /* follow_synced last written,
                                            monotonic; 0: not yet */
     int                     state;
+    struct stat             lock;       /* lock.mdb, at start-up */
 
     actl_change_t          *changes;
     size_t                  nchanges;

@@ -29,6 +29,8 @@ static int actl_follow_del(actl_follow_t *fl, MDB_txn *txn,
 static int actl_follow_keep_id(actl_follow_t *fl, actl_change_t *ch,
     const char *id, size_t len);
 static time_t actl_follow_now(void);
+static int actl_follow_stat(actl_follow_t *fl, const char *name,
+    struct stat *st);
 
 
 /*
@@ -54,7 +56,7 @@ actl_follow_lock(actl_follow_t *fl)
     }
 
     if (flock(fd, LOCK_EX|LOCK_NB) == 0) {
-        return ACTL_OK;
+        return actl_follow_stat(fl, AKC_LOCK_FILE, &fl->lock);
     }
 
     if (errno == EWOULDBLOCK) {
@@ -73,7 +75,10 @@ actl_follow_lock(actl_follow_t *fl)
 /*
  * The database at the path is still the one opened: one moved into
  * place, or deleted and made again, is for a new follower (systemd
- * starts one), which synchronises it in full.
+ * starts one), which synchronises it in full.  So is its lock.mdb: one
+ * deleted by hand, which nginx needs to open the database, is made
+ * again by the new follower (actl_open(), with the group and mode of
+ * data.mdb); one replaced is no longer the one LMDB locks.
  */
 
 int
@@ -99,6 +104,53 @@ actl_follow_check_env(actl_follow_t *fl)
         actl_error(fl->ctx, "\"%s\" is no longer the database followed "
                    "(moved, replaced or deleted): exiting, to be started "
                    "again on the database there", path);
+        rc = ACTL_FAIL;
+    }
+
+    free(path);
+
+    if (rc != ACTL_OK) {
+        return rc;
+    }
+
+    path = actl_path(fl->ctx->db, AKC_LOCK_FILE);
+    if (path == NULL) {
+        actl_error(fl->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    if (stat(path, &st) == -1
+        || st.st_dev != fl->lock.st_dev || st.st_ino != fl->lock.st_ino)
+    {
+        actl_error(fl->ctx, "\"%s\" is no longer the lock file of the "
+                   "database followed (deleted or replaced): exiting, to be "
+                   "started again, which makes it anew", path);
+        rc = ACTL_FAIL;
+    }
+
+    free(path);
+
+    return rc;
+}
+
+
+static int
+actl_follow_stat(actl_follow_t *fl, const char *name, struct stat *st)
+{
+    int    rc;
+    char  *path;
+
+    path = actl_path(fl->ctx->db, name);
+    if (path == NULL) {
+        actl_error(fl->ctx, "out of memory");
+        return ACTL_FAIL;
+    }
+
+    rc = ACTL_OK;
+
+    if (stat(path, st) == -1) {
+        actl_error(fl->ctx, "stat(\"%s\") failed: %s", path,
+                   strerror(errno));
         rc = ACTL_FAIL;
     }
 
