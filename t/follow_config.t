@@ -7,7 +7,9 @@
 # made with another secret exits 3.  Neither retries.  A PostgreSQL
 # that is away is not a configuration error: exit 1 with --once.  The
 # schema's limits are in bytes (octet_length()), as the nodes count
-# them: a row the nodes would refuse is refused at INSERT.
+# them: a row the nodes would refuse is refused at INSERT.  libpq's
+# messages are logged with the values of the conninfo that may hold a
+# secret masked.
 
 use strict;
 use warnings;
@@ -107,6 +109,37 @@ for my $b (@bad) {
 my ($rc, $err) = run_follow($t->secret(), '--once', 'no_such_db');
 is($rc, 1, 'a database name: tried (exit 1 with --once)');
 like($err, qr/connect to PostgreSQL/, 'a database name: libpq says why');
+
+# libpq's messages quote values of the conninfo: those that may hold a
+# secret are masked.  An unescaped "@" in the password of a URI puts
+# its end into the host; a secret put in sslmode is quoted by libpq
+# ("invalid sslmode value"); an ordinary host is still named.
+
+my ($pghost, $pgport) = $pg->conninfo() =~ /host=(\S+) port=(\d+)/;
+
+for my $c (
+    [ "postgresql://apikey_follow:p\@ssXYZZYw0rd\@localhost:$pgport/app",
+      qr/ssXYZZY|w0rd/, 'an "@" in the password of a URI' ],
+    [ "host=$pghost port=$pgport sslmode=s3cr3tXYZZY",
+      qr/s3cr3t/, 'a secret in sslmode' ])
+{
+    my ($conninfo, $secret_re, $name) = @$c;
+
+    local $ENV{APIKEY_FOLLOW_CONNINFO} = $conninfo;
+
+    my ($rc, $err) = run_follow($t->secret(), '--once');
+
+    is($rc, 1, "$name: exit 1");
+    like($err, qr/^apikeyctl: follow: connect to PostgreSQL: .*\Q(not shown)\E/m,
+         "$name: libpq's message, the value masked") or diag($err);
+    unlike($err, $secret_re, "$name: nothing of the secret shown");
+}
+
+($rc, $err) = run_follow($t->secret(), '--once',
+                         'host=db.invalid port=5432 dbname=app');
+is($rc, 1, 'an unknown host: exit 1');
+like($err, qr/^apikeyctl: follow: connect to PostgreSQL: could not translate host name "db\.invalid" to address/m,
+     'an unknown host: named') or diag($err);
 
 # a good CONNINFO, PostgreSQL there: a first synchronisation
 

@@ -40,6 +40,10 @@
 #define ACTL_FOLLOW_F_DISABLED  7
 #define ACTL_FOLLOW_F_CREATED   9
 
+/* a value of the conninfo masked in libpq's messages */
+
+#define ACTL_FOLLOW_HIDDEN      "(not shown)"
+
 
 static int actl_follow_exec(actl_follow_t *fl, const char *sql);
 static int actl_follow_copy(actl_follow_t *fl, const char *sql,
@@ -49,6 +53,9 @@ static size_t actl_follow_unescape(char *p, size_t len);
 static void actl_follow_text(char **f, size_t *len);
 static size_t actl_follow_time(char *p, size_t len);
 static int actl_follow_u64(const char *s, uint64_t *v);
+static char *actl_follow_mask(actl_follow_t *fl, const char *msg,
+    size_t len);
+static int actl_follow_secret(PQconninfoOption *o);
 static void actl_follow_notice(void *arg, const PGresult *res);
 
 
@@ -180,20 +187,136 @@ actl_follow_disconnect(actl_follow_t *fl)
 }
 
 
-/* the first line of libpq's message: it never holds the password */
+/*
+ * The first line of libpq's message, which quotes values of the
+ * connection's options ("could not translate host name", "invalid
+ * sslmode value"...): those that may hold a secret are masked.
+ */
 
 void
 actl_follow_pg_error(actl_follow_t *fl, const char *what)
 {
+    char        *line;
     size_t       len;
     const char  *msg;
 
-    msg = (fl->conn != NULL) ? PQerrorMessage(fl->conn) : "out of memory";
+    if (fl->conn == NULL) {
+        actl_error(fl->ctx, "%s: out of memory", what);
+        return;
+    }
 
+    msg = PQerrorMessage(fl->conn);
     len = strcspn(msg, "\n");
 
-    actl_error(fl->ctx, "%s: %.*s", what, (int) len,
-               len ? msg : "connection lost");
+    if (len == 0) {
+        actl_error(fl->ctx, "%s: connection lost", what);
+        return;
+    }
+
+    line = actl_follow_mask(fl, msg, len);
+
+    if (line == NULL) {
+        actl_error(fl->ctx, "%s: (not shown: out of memory)", what);
+        return;
+    }
+
+    actl_error(fl->ctx, "%s: %s", what, line);
+
+    free(line);
+}
+
+
+/*
+ * The message, every occurrence of a secret value replaced with
+ * ACTL_FOLLOW_HIDDEN: the password; a value with "@" (a password with
+ * an "@" in a URI ends up in the host: "postgresql://u:p@ss@h/db");
+ * the value of any option but those below, unless it is a number
+ * (a timeout...) or libpq's default.  The bytes to hide are marked
+ * on the message first, so that one value is not looked for in
+ * another's replacement.
+ */
+static char *
+actl_follow_mask(actl_follow_t *fl, const char *msg, size_t len)
+{
+    char              *line, *p, *hide;
+    size_t             i, vlen;
+    const char        *v, *q;
+    PQconninfoOption  *opts, *o;
+
+    hide = calloc(1, len);
+    line = malloc(len * (sizeof(ACTL_FOLLOW_HIDDEN) - 1) + 1);
+    opts = PQconninfo(fl->conn);
+
+    if (hide == NULL || line == NULL || opts == NULL) {
+        free(hide);
+        free(line);
+        PQconninfoFree(opts);
+        return NULL;
+    }
+
+    for (o = opts; o->keyword != NULL; o++) {
+        v = o->val;
+
+        if (v == NULL || v[0] == '\0' || !actl_follow_secret(o)) {
+            continue;
+        }
+
+        vlen = strlen(v);
+
+        for (q = msg; (size_t) (msg + len - q) >= vlen; q++) {
+            if (memcmp(q, v, vlen) == 0) {
+                memset(hide + (q - msg), 1, vlen);
+            }
+        }
+    }
+
+    PQconninfoFree(opts);
+
+    p = line;
+
+    for (i = 0; i < len; i++) {
+        if (!hide[i]) {
+            *p++ = msg[i];
+
+        } else if (i == 0 || !hide[i - 1]) {
+            memcpy(p, ACTL_FOLLOW_HIDDEN, sizeof(ACTL_FOLLOW_HIDDEN) - 1);
+            p += sizeof(ACTL_FOLLOW_HIDDEN) - 1;
+        }
+    }
+
+    *p = '\0';
+
+    free(hide);
+
+    return line;
+}
+
+
+static int
+actl_follow_secret(PQconninfoOption *o)
+{
+    const char  **k;
+
+    static const char  *shown[] = {
+        "host", "hostaddr", "port", "dbname", "user", "application_name",
+        "fallback_application_name", NULL
+    };
+
+    if (strcmp(o->keyword, "password") == 0 || strchr(o->val, '@') != NULL) {
+        return 1;
+    }
+
+    for (k = shown; *k != NULL; k++) {
+        if (strcmp(o->keyword, *k) == 0) {
+            return 0;
+        }
+    }
+
+    if (strspn(o->val, "0123456789") == strlen(o->val)) {
+        return 0;
+    }
+
+    return o->compiled == NULL || strcmp(o->val, o->compiled) != 0;
 }
 
 
