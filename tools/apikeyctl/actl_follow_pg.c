@@ -235,6 +235,7 @@ actl_follow_pg_error(actl_follow_t *fl, const char *what)
  * on the message first, so that one value is not looked for in
  * another's replacement.
  */
+
 static char *
 actl_follow_mask(actl_follow_t *fl, const char *msg, size_t len)
 {
